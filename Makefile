@@ -1,0 +1,53 @@
+# leadhub — every set-up step lives here so a fresh machine needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+PYTEST_ARGS ?=
+
+.PHONY: install demo test smoke bench worker web emulator lint format check clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,demo]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+demo: install
+	DJANGO_DEBUG=1 $(BIN)/python scripts/demo.py
+
+test: install
+	REDIS_URL=$${LEADHUB_TEST_REDIS_URL:-$(TEST_REDIS_URL)} $(BIN)/pytest $(PYTEST_ARGS)
+
+smoke: install
+	REDIS_URL=$${LEADHUB_TEST_REDIS_URL:-$(TEST_REDIS_URL)} $(BIN)/pytest -m smoke $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/run.py
+
+worker: install
+	$(BIN)/python manage.py rqworker default push callbacks imports --with-scheduler
+
+web: install
+	$(BIN)/python manage.py runserver 127.0.0.1:8000
+
+emulator: install
+	$(BIN)/python manage.py cloudagent_emulator --port 8900
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+check: install
+	DJANGO_DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf $(VENV) var/*.sqlite3* var/demo

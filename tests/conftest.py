@@ -1,0 +1,5 @@
+"""Shared test fixtures. Each concern keeps its own fixtures in a plugin module under tests/fixtures/."""
+
+pytest_plugins = [
+    "tests.fixtures.core",
+]

@@ -1,0 +1,103 @@
+"""Upload transactions (one CloudAgent request and its fate) and the raw callbacks CloudAgent sends back."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class TransactionState(models.TextChoices):
+    PENDING = "pending", "pending (waiting for a send slot)"
+    SENDING = "sending", "sending (a worker holds it)"
+    QUEUED = "queued", "queued (CloudAgent gave a transactionId)"
+    COMPLETED = "completed", "completed (callback Success)"
+    FAILED = "failed", "failed (callback Fail)"
+    ERROR = "error", "error (the API refused the request)"
+
+
+class UploadTransaction(models.Model):
+    """One Add Campaign Bulk Data request: at most CLOUDAGENT_BATCH_SIZE leads, sent at most once unless its
+    outcome was ambiguous. Only services change `state`, each checking the current state in the same UPDATE."""
+
+    State = TransactionState
+    FINISHED_STATES = (State.COMPLETED, State.FAILED, State.ERROR)
+
+    campaign = models.ForeignKey("campaigns.Campaign", on_delete=models.PROTECT, related_name="upload_transactions")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    transaction_id = models.CharField(
+        "CloudAgent transactionId", max_length=40, unique=True, null=True, blank=True
+    )
+    options = models.JSONField(default=dict, blank=True, help_text="Request fields sent besides the data.")
+    row_count = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0, help_text="HTTP requests made for this batch.")
+    ambiguous_attempts = models.PositiveIntegerField(
+        default=0, help_text="Attempts whose outcome was unknown (timeout, dropped connection); re-sent with checkDuplicate."
+    )
+    rate_limited = models.PositiveIntegerField(default=0, help_text="Rate-limit answers received for this batch.")
+    last_error = models.TextField(blank=True)
+    response = models.JSONField(null=True, blank=True, help_text="CloudAgent's synchronous answer.")
+    callback = models.JSONField(null=True, blank=True, help_text="The callback applied (its data object).")
+    total_uploaded = models.PositiveIntegerField(null=True, blank=True)
+    numbers_processed = models.PositiveIntegerField(null=True, blank=True)
+    numbers_not_processed = models.PositiveIntegerField(null=True, blank=True)
+    failed_file_url = models.URLField(max_length=4000, blank=True)
+    failed_file = models.FileField(upload_to="failed-files/%Y/%m/", blank=True)
+    attention = models.CharField(
+        max_length=500, blank=True, help_text="Why an operator should look at this transaction."
+    )
+    provider_started_at = models.DateTimeField(null=True, blank=True)
+    provider_finished_at = models.DateTimeField(null=True, blank=True)
+    pushed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    not_before = models.DateTimeField(null=True, blank=True, help_text="Earliest next attempt (back-off).")
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a worker took it to send.")
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="When CloudAgent accepted it.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(state__in=TransactionState.values), name="upload_transaction_state_known"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "state"], name="upload_tx_campaign_state"),
+            models.Index(fields=["state", "claimed_at"], name="upload_tx_state_claimed"),
+        ]
+
+    def __str__(self) -> str:
+        return self.transaction_id or f"batch #{self.pk}"
+
+
+class CallbackEvent(models.Model):
+    """A callback exactly as it arrived, stored before it is parsed so no provider answer is ever lost."""
+
+    class State(models.TextChoices):
+        RECEIVED = "received", "received (not applied yet)"
+        APPLIED = "applied", "applied"
+        WAITING = "waiting", "waiting (transaction not known yet)"
+        IGNORED = "ignored", "ignored (duplicate or stale)"
+        INVALID = "invalid", "invalid (malformed)"
+
+    account = models.ForeignKey(
+        "campaigns.CloudAgentAccount", null=True, blank=True, on_delete=models.SET_NULL, related_name="callbacks"
+    )
+    upload_transaction = models.ForeignKey(
+        UploadTransaction, null=True, blank=True, on_delete=models.SET_NULL, related_name="callback_events"
+    )
+    transaction_id = models.CharField(max_length=40, blank=True, db_index=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RECEIVED)
+    body = models.TextField(blank=True)
+    content_type = models.CharField(max_length=200, blank=True)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    received_at = models.DateTimeField(default=timezone.now, editable=False)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["state", "transaction_id"], name="callback_state_tx")]
+
+    def __str__(self) -> str:
+        return f"callback {self.transaction_id or '?'} ({self.state})"
