@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
-TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
 .PHONY: install demo test smoke bench worker web emulator lint format check clean
@@ -21,10 +20,10 @@ demo: install
 	DJANGO_DEBUG=1 $(BIN)/python scripts/demo.py
 
 test: install
-	REDIS_URL=$${LEADHUB_TEST_REDIS_URL:-$(TEST_REDIS_URL)} $(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 smoke: install
-	REDIS_URL=$${LEADHUB_TEST_REDIS_URL:-$(TEST_REDIS_URL)} $(BIN)/pytest -m smoke $(PYTEST_ARGS)
+	$(BIN)/pytest -m smoke $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/run.py

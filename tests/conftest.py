@@ -2,4 +2,9 @@
 
 pytest_plugins = [
     "tests.fixtures.core",
+    "tests.fixtures.emulator",
+    "tests.fixtures.ratelimit",
+    "tests.fixtures.importing",
+    "tests.fixtures.callbacks",
+    "tests.fixtures.push",
 ]
