@@ -35,7 +35,9 @@ class CloudAgentAccount(models.Model):
         help_text=f"Domestic {DOMESTIC_BASE_URL}, international {INTERNATIONAL_BASE_URL}, or a partner's URL.",
     )
     # CloudAgent signs nothing, so the callback URL itself is the credential (contract.md, callback).
-    callback_secret = models.CharField(max_length=64, unique=True, default=new_callback_secret, editable=False)
+    callback_secret = models.CharField(
+        max_length=64, unique=True, default=new_callback_secret, editable=False
+    )
     is_active = models.BooleanField("active", default=True)
     problem = models.TextField(blank=True, help_text="Set when CloudAgent refused our credentials.")
     problem_at = models.DateTimeField(null=True, blank=True)
@@ -76,10 +78,13 @@ class Campaign(models.Model):
     phone_region = models.CharField(max_length=2, default="IN", help_text="ISO country for local numbers.")
     phone_format = models.CharField(max_length=20, choices=PhoneFormat.choices, default=PhoneFormat.NATIONAL)
     check_duplicate = models.BooleanField(default=False, help_text="Send checkDuplicate=true.")
-    skip_existing = models.BooleanField(default=False, help_text="Send isDelete=true: skip numbers CloudAgent has.")
+    skip_existing = models.BooleanField(
+        default=False, help_text="Send isDelete=true: skip numbers CloudAgent has."
+    )
     start_after_upload = models.BooleanField(default=False, help_text="Send action=start.")
     update_existing_on_import = models.BooleanField(
-        default=False, help_text="An imported number already in the campaign updates that lead instead of being a duplicate."
+        default=False,
+        help_text="An imported number already in the campaign updates that lead instead of being a duplicate.",
     )
     is_active = models.BooleanField("active", default=True)
     problem = models.TextField(blank=True, help_text="Set when CloudAgent refused this campaign.")
@@ -129,7 +134,9 @@ class LeadImport(models.Model):
     duplicates = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0)
     warnings = models.PositiveIntegerField(default=0)
-    errors = models.JSONField(default=list, blank=True, help_text="[{line, reason}], capped; the file has all.")
+    errors = models.JSONField(
+        default=list, blank=True, help_text="[{line, reason}], capped; the file has all."
+    )
     rejected_file = models.FileField(upload_to="imports/rejected/%Y/%m/", blank=True)
     message = models.TextField(blank=True, help_text="A file-level problem, or the summary.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -181,7 +188,12 @@ class Lead(models.Model):
     )
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.MANUAL)
     lead_import = models.ForeignKey(
-        LeadImport, null=True, blank=True, on_delete=models.SET_NULL, related_name="leads", verbose_name="import"
+        LeadImport,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="leads",
+        verbose_name="import",
     )
     source_line = models.PositiveIntegerField(null=True, blank=True, help_text="Line in the imported file.")
     # Python defaults, not db_default: db_default disables bulk_create's fast path (perf-notes.md).
@@ -191,7 +203,9 @@ class Lead(models.Model):
     class Meta:
         ordering = ["-id"]
         constraints = [
-            models.UniqueConstraint(fields=["campaign", "phone_number"], name="lead_unique_phone_per_campaign"),
+            models.UniqueConstraint(
+                fields=["campaign", "phone_number"], name="lead_unique_phone_per_campaign"
+            ),
             models.CheckConstraint(
                 condition=models.Q(priority__isnull=True) | models.Q(priority__gte=1, priority__lte=99),
                 name="lead_priority_1_to_99",

@@ -1,3 +1,7 @@
 from django.urls import path
 
-urlpatterns: list = []
+from uploads import views
+
+urlpatterns = [
+    path("callback/<str:secret>/", views.cloudagent_callback, name="cloudagent-callback"),
+]
