@@ -1,0 +1,242 @@
+"""The data model's rules, the scripting commands and the admin pages."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+from django.db import IntegrityError, connection, transaction
+from django.urls import reverse
+
+from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
+from campaigns.normalize import PhoneError, clean_name, format_phone, normalize_phone
+from uploads.models import CallbackEvent, UploadTransaction
+
+pytestmark = pytest.mark.django_db
+
+
+def run_json(*args) -> dict:
+    out = StringIO()
+    call_command(*args, "--json", stdout=out)
+    return json.loads(out.getvalue())
+
+
+# --- the model's rules -------------------------------------------------------------------------
+
+
+def test_campaign_name_is_unique_per_account_but_not_across_accounts(account):
+    Campaign.objects.create(account=account, name="Sales")
+    other = CloudAgentAccount.objects.create(name="Other", user_name="u2", api_key="k2")
+    Campaign.objects.create(account=other, name="Sales")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Campaign.objects.create(account=account, name="Sales")
+
+
+def test_a_phone_number_is_unique_within_a_campaign(campaign, account):
+    Lead.objects.create(campaign=campaign, phone_number="+919876543210")
+    second = Campaign.objects.create(account=account, name="Second")
+    Lead.objects.create(campaign=second, phone_number="+919876543210")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Lead.objects.create(campaign=campaign, phone_number="+919876543210")
+
+
+@pytest.mark.parametrize("priority", [0, 100])
+def test_priority_outside_1_to_99_is_refused_by_the_database(campaign, priority):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Lead.objects.create(campaign=campaign, phone_number="+919876543210", priority=priority)
+
+
+def test_an_unknown_status_is_refused_by_the_database(campaign):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Lead.objects.create(campaign=campaign, phone_number="+919876543210", status="done")
+
+
+@pytest.mark.smoke
+def test_status_vocabulary_is_the_documented_one():
+    assert Lead.Status.values == ["new", "queued", "sent", "uploaded", "failed", "unconfirmed", "invalid"]
+    assert UploadTransaction.State.values == ["pending", "sending", "queued", "completed", "failed", "error"]
+    assert Lead._meta.get_field("status").default == "new"
+    assert UploadTransaction._meta.get_field("state").default == "pending"
+
+
+@pytest.mark.parametrize(
+    "column_map, message",
+    [
+        (["Name", "Priority"], "must contain PhoneNumber"),
+        (["PhoneNumber", "Name", "Name"], "names a header twice"),
+        ("PhoneNumber", "list of header names"),
+    ],
+)
+def test_campaign_column_map_is_validated(account, column_map, message):
+    with pytest.raises(ValidationError, match=message):
+        Campaign(account=account, name="X", column_map=column_map).full_clean()
+
+
+def test_each_account_gets_its_own_unguessable_callback_secret(account):
+    other = CloudAgentAccount.objects.create(name="Other", user_name="u2", api_key="k2")
+    assert account.callback_secret != other.callback_secret
+    assert len(account.callback_secret) >= 40
+
+
+def test_masked_api_key_never_shows_the_key(account):
+    assert account.api_key not in account.masked_api_key
+    assert account.masked_api_key.startswith(account.api_key[:2])
+    assert CloudAgentAccount(api_key="short").masked_api_key == "•••••"
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout():
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only")
+    with connection.cursor() as cursor:
+        assert cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert cursor.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
+    assert connection.transaction_mode == "IMMEDIATE"
+
+
+# --- normalisation -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "98765 43210",
+        "+91 98765 43210",
+        "098765-43210",
+        "91-9876543210",
+        "0091 9876543210",
+        "(+91) 98765 43210",
+        9876543210,
+        "9876543210.0",
+    ],
+)
+def test_common_ways_of_writing_one_indian_number_normalise_alike(raw):
+    assert normalize_phone(raw, "IN") == "+919876543210"
+
+
+@pytest.mark.parametrize("raw", ["", None, "12345", "abc", "+91 00000 00000", "+91 98765 4321"])
+def test_invalid_numbers_are_refused_with_a_reason(raw):
+    with pytest.raises(PhoneError):
+        normalize_phone(raw, "IN")
+
+
+def test_numbers_are_sent_in_the_campaigns_format():
+    assert format_phone("+919876543210", "IN", "national") == "9876543210"
+    assert format_phone("+919876543210", "IN", "country_code") == "919876543210"
+    assert format_phone("+919876543210", "IN", "e164") == "+919876543210"
+    assert format_phone("+14155552671", "IN", "national") == "14155552671"
+
+
+def test_names_are_folded_to_what_cloudagent_accepts():
+    assert clean_name("José Müller") == ("Jose Muller", True)
+    assert clean_name("Ravi (VIP) - 50% off: $5 + tax.") == ("Ravi (VIP) - 50% off: $5 + tax.", False)
+    assert clean_name("A&B <Co>;  Ltd") == ("AB Co Ltd", True)
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+@pytest.mark.smoke
+def test_add_account_and_add_campaign_are_idempotent():
+    first = run_json("add_account", "Acme", "--user-name", "acme", "--api-key", "k1")
+    again = run_json(
+        "add_account", "Acme", "--user-name", "acme", "--api-key", "k2", "--base-url", "http://127.0.0.1:8900"
+    )
+    assert first["created"] is True and again["created"] is False and first["id"] == again["id"]
+    account = CloudAgentAccount.objects.get()
+    assert (account.api_key, account.base_url) == ("k2", "http://127.0.0.1:8900")
+
+    made = run_json(
+        "add_campaign", "Sales", "--account", "Acme", "--map", "PhoneNumber, Name,Priority", "--check-duplicate"
+    )
+    remade = run_json("add_campaign", "Sales", "--account", "Acme", "--map", "PhoneNumber,Name", "--start")
+    assert made["created"] is True and remade["created"] is False and made["id"] == remade["id"]
+    campaign = Campaign.objects.get()
+    assert campaign.column_map == ["PhoneNumber", "Name"]
+    assert (campaign.check_duplicate, campaign.start_after_upload) == (False, True)
+
+
+def test_add_campaign_refuses_a_map_without_phone_and_an_unknown_account(account):
+    with pytest.raises(CommandError, match="PhoneNumber"):
+        call_command("add_campaign", "X", "--account", account.name, "--map", "Name")
+    with pytest.raises(CommandError, match="No account"):
+        call_command("add_campaign", "X", "--account", "nobody", "--map", "PhoneNumber")
+    assert not Campaign.objects.exists()
+
+
+@pytest.mark.smoke
+def test_leadhub_status_json_has_every_status_and_state(campaign, make_leads, account):
+    make_leads(3)
+    make_leads(2, start=10, status=Lead.Status.FAILED)
+    other = Campaign.objects.create(account=account, name="Other")
+    Lead.objects.create(campaign=other, phone_number="+919999999999")
+    UploadTransaction.objects.create(campaign=campaign, state=UploadTransaction.State.QUEUED)
+
+    everything = run_json("leadhub_status")
+    assert set(everything["leads"]) == set(Lead.Status.values)
+    assert set(everything["transactions"]) == set(UploadTransaction.State.values)
+    assert everything["leads"]["new"] == 4 and everything["leads"]["failed"] == 2
+    assert everything["transactions"]["queued"] == 1 and everything["transactions"]["pending"] == 0
+
+    one = run_json("leadhub_status", "--campaign", "Other")
+    assert one["leads"]["new"] == 1 and one["leads"]["failed"] == 0 and one["transactions"]["queued"] == 0
+
+
+# --- admin -------------------------------------------------------------------------------------
+
+
+@pytest.mark.smoke
+def test_admin_pages_render_and_say_leadhub(admin_client, campaign, make_leads):
+    make_leads(3)
+    tx = UploadTransaction.objects.create(campaign=campaign)
+    lead_import = LeadImport.objects.create(campaign=campaign, file_name="leads.csv")
+    event = CallbackEvent.objects.create(body="{}")
+    lead = Lead.objects.first()
+    for model, obj in [
+        (CloudAgentAccount, campaign.account),
+        (Campaign, campaign),
+        (Lead, lead),
+        (UploadTransaction, tx),
+        (LeadImport, lead_import),
+        (CallbackEvent, event),
+    ]:
+        opts = model._meta
+        changelist = admin_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
+        assert changelist.status_code == 200, opts.model_name
+        change = admin_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]))
+        assert change.status_code == 200, opts.model_name
+    index = admin_client.get(reverse("admin:index"))
+    assert b"leadhub" in index.content and b"Django administration" not in index.content
+
+
+def test_admin_never_shows_the_api_key(admin_client, account):
+    for url in [
+        reverse("admin:campaigns_cloudagentaccount_changelist"),
+        reverse("admin:campaigns_cloudagentaccount_change", args=[account.pk]),
+    ]:
+        page = admin_client.get(url).content.decode()
+        assert account.api_key not in page
+        assert account.masked_api_key in page
+
+
+def test_admin_keeps_the_key_when_the_field_is_left_empty(admin_client, account):
+    url = reverse("admin:campaigns_cloudagentaccount_change", args=[account.pk])
+    data = {
+        "name": "Renamed",
+        "user_name": account.user_name,
+        "api_key": "",
+        "base_url": account.base_url,
+        "is_active": "on",
+    }
+    assert admin_client.post(url, data).status_code == 302
+    account.refresh_from_db()
+    assert (account.name, account.api_key) == ("Renamed", "demo-api-key-0123456789")
+
+
+def test_lead_search_matches_any_written_form_of_the_number(admin_client, campaign, make_leads):
+    make_leads(5)
+    target = Lead.objects.order_by("id")[2]
+    national = target.phone_number[3:]
+    page = admin_client.get(reverse("admin:campaigns_lead_changelist"), {"q": f"0{national[:5]}-{national[5:]}"})
+    assert page.status_code == 200
+    assert list(page.context["cl"].queryset) == [target]

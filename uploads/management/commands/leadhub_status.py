@@ -1,0 +1,32 @@
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from campaigns.models import Campaign
+from uploads.selectors import status_counts
+
+
+class Command(BaseCommand):
+    help = "Leads by status and upload transactions by state, overall or for one campaign."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--campaign", help="The campaign's name.")
+        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+
+    def handle(self, *args, **opts):
+        campaign = None
+        if opts["campaign"]:
+            matches = list(Campaign.objects.filter(name=opts["campaign"])[:2])
+            if not matches:
+                raise CommandError(f"No campaign named {opts['campaign']!r}.")
+            if len(matches) > 1:
+                raise CommandError(f"Several accounts have a campaign named {opts['campaign']!r}.")
+            campaign = matches[0]
+        counts = status_counts(campaign=campaign)
+        if opts["json"]:
+            self.stdout.write(json.dumps(counts))
+            return
+        for section, values in counts.items():
+            self.stdout.write(section)
+            for key, value in values.items():
+                self.stdout.write(f"  {key:<12} {value}")
