@@ -3,7 +3,7 @@
 from django import forms
 from django.contrib import admin
 from django.core.paginator import Paginator
-from django.db import connections
+from django.db import connections, models
 from django.utils.functional import cached_property
 
 from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
@@ -57,6 +57,7 @@ class AccountForm(forms.ModelForm):
 @admin.register(CloudAgentAccount)
 class CloudAgentAccountAdmin(admin.ModelAdmin):
     form = AccountForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ["name", "user_name", "api_key_masked", "base_url", "is_active", "problem_flag"]
     list_filter = ["is_active"]
     search_fields = ["name", "user_name"]
