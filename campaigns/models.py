@@ -35,9 +35,7 @@ class CloudAgentAccount(models.Model):
         help_text=f"Domestic {DOMESTIC_BASE_URL}, international {INTERNATIONAL_BASE_URL}, or a partner's URL.",
     )
     # CloudAgent signs nothing, so the callback URL itself is the credential (contract.md, callback).
-    callback_secret = models.CharField(
-        max_length=64, unique=True, default=new_callback_secret, editable=False
-    )
+    callback_secret = models.CharField(max_length=64, unique=True, default=new_callback_secret, editable=False)
     is_active = models.BooleanField("active", default=True)
     problem = models.TextField(blank=True, help_text="Set when CloudAgent refused our credentials.")
     problem_at = models.DateTimeField(null=True, blank=True)
@@ -78,9 +76,7 @@ class Campaign(models.Model):
     phone_region = models.CharField(max_length=2, default="IN", help_text="ISO country for local numbers.")
     phone_format = models.CharField(max_length=20, choices=PhoneFormat.choices, default=PhoneFormat.NATIONAL)
     check_duplicate = models.BooleanField(default=False, help_text="Send checkDuplicate=true.")
-    skip_existing = models.BooleanField(
-        default=False, help_text="Send isDelete=true: skip numbers CloudAgent has."
-    )
+    skip_existing = models.BooleanField(default=False, help_text="Send isDelete=true: skip numbers CloudAgent has.")
     start_after_upload = models.BooleanField(default=False, help_text="Send action=start.")
     update_existing_on_import = models.BooleanField(
         default=False,
@@ -134,9 +130,7 @@ class LeadImport(models.Model):
     duplicates = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0)
     warnings = models.PositiveIntegerField(default=0)
-    errors = models.JSONField(
-        default=list, blank=True, help_text="[{line, reason}], capped; the file has all."
-    )
+    errors = models.JSONField(default=list, blank=True, help_text="[{line, reason}], capped; the file has all.")
     rejected_file = models.FileField(upload_to="imports/rejected/%Y/%m/", blank=True)
     message = models.TextField(blank=True, help_text="A file-level problem, or the summary.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -203,16 +197,12 @@ class Lead(models.Model):
     class Meta:
         ordering = ["-id"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["campaign", "phone_number"], name="lead_unique_phone_per_campaign"
-            ),
+            models.UniqueConstraint(fields=["campaign", "phone_number"], name="lead_unique_phone_per_campaign"),
             models.CheckConstraint(
                 condition=models.Q(priority__isnull=True) | models.Q(priority__gte=1, priority__lte=99),
                 name="lead_priority_1_to_99",
             ),
-            models.CheckConstraint(
-                condition=models.Q(status__in=LeadStatus.values), name="lead_status_known"
-            ),
+            models.CheckConstraint(condition=models.Q(status__in=LeadStatus.values), name="lead_status_known"),
         ]
         indexes = [
             models.Index(fields=["campaign", "status"], name="lead_campaign_status"),
