@@ -477,6 +477,15 @@ def test_an_echoed_api_key_is_redacted_from_errors_and_logs(canned, canned_clien
     assert caught.value.message == "Bad apiKey [redacted]"
 
 
+def test_an_echoed_api_key_is_kept_out_of_an_accepted_result(canned, canned_client):
+    canned.answer(200, {**ACCEPTED, "request": {"apiKey": API_KEY, "fields": [f"apiKey={API_KEY}"]}})
+
+    result = _send_one(canned_client)
+
+    assert API_KEY not in json.dumps(result.raw) and API_KEY not in repr(result)
+    assert result.raw["request"] == {"apiKey": "[redacted]", "fields": ["apiKey=[redacted]"]}
+
+
 def test_an_echoed_api_key_is_redacted_in_its_form_encoded_spelling_too(canned, caplog):
     caplog.set_level(logging.DEBUG)
     canned.answer(

@@ -283,7 +283,7 @@ class CloudAgentClient:
 
     def _parse(self, response: requests.Response) -> AddBulkDataResult:
         status = response.status_code
-        body = self._redact(_truncate(response.text))
+        body = _truncate(self._redact(response.text))
         answer = _json_object(response.content)
 
         # CloudAgent's documented answers are all HTTP 200 (inferred, contract.md): recognise them by body
@@ -294,7 +294,9 @@ class CloudAgentClient:
             key = " ".join(message.lower().split())
             transaction_id = str(answer.get("transactionId") or "").strip()
             if provider_status == "success" and transaction_id:
-                return AddBulkDataResult(transaction_id=transaction_id, message=message, raw=answer)
+                return AddBulkDataResult(
+                    transaction_id=transaction_id, message=message, raw=self._redact_values(answer)
+                )
             for messages, error_class in (
                 (_AUTH_MESSAGES, AuthenticationError),
                 (_CAMPAIGN_MESSAGES, CampaignError),
@@ -337,6 +339,16 @@ class CloudAgentClient:
         for form in {key, quote_plus(key), quote(key, safe="")}:
             text = text.replace(form, REDACTED)
         return text
+
+    def _redact_values(self, value):
+        """`raw` is stored with the batch: keep the key out of it too."""
+        if isinstance(value, str):
+            return self._redact(value)
+        if isinstance(value, dict):
+            return {name: self._redact_values(item) for name, item in value.items()}
+        if isinstance(value, list):
+            return [self._redact_values(item) for item in value]
+        return value
 
     def _log(self, level: int, campaign_name: str, rows: int, outcome: str, started: float) -> None:
         elapsed = time.monotonic() - started
