@@ -135,6 +135,21 @@ if not 1 <= CLOUDAGENT_BATCH_SIZE <= 500:
     raise ImproperlyConfigured("CLOUDAGENT_BATCH_SIZE must be between 1 and 500 (the provider's limit)")
 CLOUDAGENT_REQUESTS_PER_WINDOW = env_int("CLOUDAGENT_REQUESTS_PER_WINDOW", 5)
 CLOUDAGENT_WINDOW_SECONDS = env_float("CLOUDAGENT_WINDOW_SECONDS", 60)
+# Requests are spaced window/limit x (1 + margin) apart, so the provider's clock and network jitter up to
+# margin x window never squeeze a sixth request into its minute.
+CLOUDAGENT_RATE_MARGIN = env_float("CLOUDAGENT_RATE_MARGIN", 0.02)
+CLOUDAGENT_CONNECT_TIMEOUT = env_float("CLOUDAGENT_CONNECT_TIMEOUT", 5)
+CLOUDAGENT_READ_TIMEOUT = env_float("CLOUDAGENT_READ_TIMEOUT", 30)
+CLOUDAGENT_MAX_ATTEMPTS = env_int("CLOUDAGENT_MAX_ATTEMPTS", 6)
+CLOUDAGENT_BACKOFF_SECONDS = env_float("CLOUDAGENT_BACKOFF_SECONDS", 5)
+CLOUDAGENT_BACKOFF_MAX_SECONDS = env_float("CLOUDAGENT_BACKOFF_MAX_SECONDS", 600)
+CLOUDAGENT_CALLBACK_OVERDUE_SECONDS = env_int("CLOUDAGENT_CALLBACK_OVERDUE_SECONDS", 3600)
+# One dispatcher per account holds a Redis lease; a killed worker's lease lapses after this long and its
+# half-sent batch is recovered.
+LEADHUB_DISPATCH_LEASE_SECONDS = env_float("LEADHUB_DISPATCH_LEASE_SECONDS", 30)
+# A dispatcher hands over to a fresh job after this long, so no job outlives RQ's timeout or a deploy.
+LEADHUB_DISPATCH_MAX_SECONDS = env_float("LEADHUB_DISPATCH_MAX_SECONDS", 600)
+LEADHUB_WATCHDOG_SECONDS = env_float("LEADHUB_WATCHDOG_SECONDS", 60)
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)

@@ -1,13 +1,394 @@
-"""Push services: every write to upload transactions and their leads' push states goes through here."""
+"""Push services: every write to upload transactions, and to the push states of their leads, goes through here.
+
+The life of a batch (contract.md has the provider's side):
+  leads_push           new leads -> batches of <= CLOUDAGENT_BATCH_SIZE: transaction `pending`, leads `queued`
+  ..._claim_next       the account's dispatcher takes the fairest ready batch: `pending` -> `sending`
+  ..._send             one HTTP request, with no database transaction open across it, then one outcome:
+                       accepted -> `queued` + leads `sent`; rate-limited / transient -> back to `pending`;
+                       refused -> `error` + leads `failed`.
+  ..._recover_stale    a batch left `sending` by a killed worker goes back to `pending`, re-sent with
+                       checkDuplicate=true because CloudAgent may already hold it.
+Every state change checks the current state in the same UPDATE, so two workers can never both win.
+"""
+
+import logging
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, F, Q
 from django.urls import reverse
+from django.utils import timezone
 
-from campaigns.models import CloudAgentAccount
+from campaigns.models import Campaign, CloudAgentAccount, Lead
+from campaigns.normalize import clean_name, format_phone
+from uploads import cloudagent
+from uploads.models import UploadTransaction
+from uploads.ratelimit import SlotPacer
+
+logger = logging.getLogger("leadhub.push")
+
+State = UploadTransaction.State
+Status = Lead.Status
+
+# Leads an operator may push: new ones, and ones CloudAgent or our checks refused, once fixed.
+PUSHABLE_STATUSES = (Status.NEW, Status.FAILED, Status.INVALID, Status.UNCONFIRMED)
+CHUNK = 5000
 
 
 def callback_url_for(account: CloudAgentAccount) -> str:
     """The URL CloudAgent posts results to; its secret is the credential (CloudAgent signs nothing)."""
-    return settings.LEADHUB_PUBLIC_URL + reverse(
-        "cloudagent-callback", kwargs={"secret": account.callback_secret}
+    return settings.LEADHUB_PUBLIC_URL + reverse("cloudagent-callback", kwargs={"secret": account.callback_secret})
+
+
+def lead_values(lead: Lead, campaign: Campaign) -> dict:
+    """A lead as CloudAgent columns; the extra columns never override the standard ones."""
+    return {
+        **(lead.extra or {}),
+        "PhoneNumber": format_phone(lead.phone_number, campaign.phone_region, campaign.phone_format),
+        "Name": clean_name(lead.name)[0],
+        "Priority": lead.priority,
+        "ExpiryDate": lead.expiry_date,
+        "AgentId": lead.agent_id,
+        "skill": lead.skill,
+    }
+
+
+@dataclass
+class PushSummary:
+    leads: int = 0
+    batches: int = 0
+    eta_seconds: float = 0.0
+    invalid: int = 0
+    not_pushable: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "leads": self.leads,
+            "batches": self.batches,
+            "eta_seconds": round(self.eta_seconds, 1),
+            "invalid": self.invalid,
+            "not_pushable": self.not_pushable,
+        }
+
+
+def leads_push(*, leads, user=None, statuses: Iterable[str] = PUSHABLE_STATUSES, check_duplicate: bool = False):
+    """Put the given leads into batches for their campaigns' dispatchers; answers at once with counts and ETA.
+
+    Leads our own checks refuse become `invalid` with the reason and take no slot in a batch. Leads in other
+    states are counted in `not_pushable`, never silently skipped. `check_duplicate` forces checkDuplicate=true
+    (re-pushes of leads CloudAgent may already hold).
+    """
+    statuses = list(statuses)
+    summary = PushSummary()
+    for row in leads.exclude(status__in=statuses).order_by().values("status").annotate(n=Count("id")):
+        summary.not_pushable[row["status"]] = row["n"]
+    accounts = set()
+    campaign_ids = leads.filter(status__in=statuses).order_by().values_list("campaign_id", flat=True).distinct()
+    for campaign in Campaign.objects.filter(pk__in=list(campaign_ids)).select_related("account"):
+        _campaign_batches(
+            campaign=campaign,
+            leads=leads.filter(campaign=campaign, status__in=statuses),
+            statuses=statuses,
+            user=user,
+            check_duplicate=check_duplicate,
+            summary=summary,
+        )
+        accounts.add(campaign.account_id)
+    for account_id in accounts:
+        summary.eta_seconds = max(summary.eta_seconds, push_eta_seconds(account_id=account_id))
+        transaction.on_commit(lambda account_id=account_id: _dispatch_soon(account_id))
+    return summary
+
+
+def campaign_push_new(*, campaign: Campaign, user=None) -> PushSummary:
+    return leads_push(leads=Lead.objects.filter(campaign=campaign), user=user, statuses=[Status.NEW])
+
+
+def _dispatch_soon(account_id: int) -> None:
+    from uploads.dispatcher import account_dispatch_ensure, watchdog_ensure
+
+    account_dispatch_ensure(account_id=account_id)
+    watchdog_ensure()
+
+
+def _campaign_batches(*, campaign, leads, statuses, user, check_duplicate, summary) -> None:
+    """Check every lead as the client would, then cut the good ones into batches, a chunk at a time so a
+    million-lead push never holds more than CHUNK leads in memory."""
+    batch_size = settings.CLOUDAGENT_BATCH_SIZE
+    options = _request_options(campaign, check_duplicate=check_duplicate)
+    last_id = 0
+    carry: list[int] = []
+    while True:
+        chunk = list(leads.filter(pk__gt=last_id).order_by("pk")[:CHUNK])
+        if not chunk:
+            break
+        last_id = chunk[-1].pk
+        built = cloudagent.build_rows(campaign.column_map, ((lead.pk, lead_values(lead, campaign)) for lead in chunk))
+        summary.invalid += _leads_mark_invalid(built.rejected, statuses=statuses)
+        carry.extend(built.keys)
+        while len(carry) >= batch_size:
+            _batch_create(campaign, carry[:batch_size], statuses, options, user, summary)
+            carry = carry[batch_size:]
+    if carry:
+        _batch_create(campaign, carry, statuses, options, user, summary)
+
+
+def _request_options(campaign: Campaign, *, check_duplicate: bool = False) -> dict:
+    return {
+        "checkDuplicate": campaign.check_duplicate or check_duplicate,
+        "isDelete": campaign.skip_existing,
+        "start": campaign.start_after_upload,
+    }
+
+
+def _leads_mark_invalid(rejections, *, statuses) -> int:
+    marked = 0
+    for rejection in rejections:
+        marked += Lead.objects.filter(pk=rejection.key, status__in=statuses).update(
+            status=Status.INVALID, status_reason=rejection.reason[:500], updated_at=timezone.now()
+        )
+    return marked
+
+
+@transaction.atomic
+def _batch_create(campaign, lead_ids, statuses, options, user, summary) -> None:
+    """One transaction per batch: the leads that are still pushable move to `queued` in the same UPDATE that
+    ties them to the batch, so a lead is never in two live batches."""
+    batch = UploadTransaction.objects.create(campaign=campaign, options=options, pushed_by=user)
+    taken = Lead.objects.filter(pk__in=lead_ids, status__in=statuses).update(
+        status=Status.QUEUED, status_reason="", upload_transaction=batch, updated_at=timezone.now()
     )
+    if not taken:
+        batch.delete()
+        return
+    UploadTransaction.objects.filter(pk=batch.pk).update(row_count=taken)
+    summary.leads += taken
+    summary.batches += 1
+
+
+def account_pacer(account_id: int) -> SlotPacer:
+    from uploads.ratelimit import account_pacer as pacer_for
+
+    return pacer_for(account_id)
+
+
+def push_eta_seconds(*, account_id: int) -> float:
+    """When the account's last waiting batch should go, at the pace the rate limit allows."""
+    waiting = UploadTransaction.objects.filter(
+        campaign__account_id=account_id, state__in=[State.PENDING, State.SENDING]
+    ).count()
+    if not waiting:
+        return 0.0
+    status = account_pacer(account_id).status()
+    return status.next_slot_in + (waiting - 1) * status.interval
+
+
+# --- the dispatcher's steps ---------------------------------------------------------------------------
+
+
+def upload_transaction_claim_next(*, account_id: int, last_served: dict[int, float]) -> UploadTransaction | None:
+    """Take the next batch to send: campaigns sharing the account take turns (the one served longest ago goes
+    first), so one big push cannot starve another campaign; within a campaign, oldest batch first."""
+    now = timezone.now()
+    ready = UploadTransaction.objects.filter(
+        campaign__account_id=account_id,
+        campaign__is_active=True,
+        state=State.PENDING,
+    ).filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+    campaign_ids = list(ready.order_by().values_list("campaign_id", flat=True).distinct())
+    for campaign_id in sorted(campaign_ids, key=lambda cid: (last_served.get(cid, float("-inf")), cid)):
+        for batch_id in ready.filter(campaign_id=campaign_id).order_by("pk").values_list("pk", flat=True)[:5]:
+            claimed = UploadTransaction.objects.filter(pk=batch_id, state=State.PENDING).update(
+                state=State.SENDING, claimed_at=now, updated_at=now
+            )
+            if claimed:
+                return UploadTransaction.objects.select_related("campaign__account").get(pk=batch_id)
+    return None
+
+
+def next_retry_in(*, account_id: int) -> float | None:
+    """Seconds until the earliest backed-off batch may go (0 if one is ready), None when nothing waits."""
+    earliest = (
+        UploadTransaction.objects.filter(campaign__account_id=account_id, campaign__is_active=True, state=State.PENDING)
+        .order_by(F("not_before").asc(nulls_first=True))
+        .values_list("not_before", flat=True)
+        .first()
+    )
+    if earliest is None:
+        exists = UploadTransaction.objects.filter(
+            campaign__account_id=account_id, campaign__is_active=True, state=State.PENDING
+        ).exists()
+        return 0.0 if exists else None
+    return max(0.0, (earliest - timezone.now()).total_seconds())
+
+
+def upload_transaction_send(*, batch: UploadTransaction, client: cloudagent.CloudAgentClient, pacer: SlotPacer) -> str:
+    """Send one claimed batch and record what became of it; returns the outcome's name.
+
+    No database transaction is open across the HTTP call: the claim was committed before, the outcome is
+    written after. The pacer slot is taken right before the request, so what we count is what CloudAgent sees.
+    """
+    campaign = batch.campaign
+    leads = list(Lead.objects.filter(upload_transaction=batch, status=Status.QUEUED).order_by("pk"))
+    built = cloudagent.build_rows(campaign.column_map, ((lead.pk, lead_values(lead, campaign)) for lead in leads))
+    for rejection in built.rejected:
+        Lead.objects.filter(pk=rejection.key, status=Status.QUEUED).update(
+            status=Status.INVALID,
+            status_reason=rejection.reason[:500],
+            upload_transaction=None,
+            updated_at=timezone.now(),
+        )
+    if not built.rows:
+        _finish_error(batch, "nothing left to send: every lead was refused by our own checks", lead_status=None)
+        return "empty"
+
+    options = {**batch.options, "checkDuplicate": bool(batch.options.get("checkDuplicate") or batch.ambiguous_attempts)}
+    callback_url = callback_url_for(campaign.account)
+    sent_options = {**options, "callBackUrl": callback_url, "rows": len(built.rows)}
+    UploadTransaction.objects.filter(pk=batch.pk).update(options=sent_options, row_count=len(built.rows))
+    pacer.acquire(on_wait=None)
+    try:
+        result = client.add_bulk_data(
+            campaign_name=campaign.name,
+            column_map=campaign.column_map,
+            rows=built.rows,
+            check_duplicate=options["checkDuplicate"],
+            is_delete=options.get("isDelete", False),
+            start=options.get("start", False),
+            callback_url=callback_url,
+        )
+    except cloudagent.RateLimitedError as exc:
+        pacer.push_back(pacer.interval)
+        return _retry(batch, exc, rate_limited=True)
+    except cloudagent.TransientError as exc:
+        return _retry(batch, exc)
+    except cloudagent.AuthenticationError as exc:
+        _flag_problem(CloudAgentAccount.objects.filter(pk=campaign.account_id), exc.message)
+        _fail_waiting(UploadTransaction.objects.filter(campaign__account_id=campaign.account_id), exc.message)
+        _finish_error(batch, exc.message)
+        return "refused"
+    except cloudagent.CampaignError as exc:
+        _flag_problem(Campaign.objects.filter(pk=campaign.pk), exc.message)
+        _fail_waiting(UploadTransaction.objects.filter(campaign=campaign), exc.message)
+        _finish_error(batch, exc.message)
+        return "refused"
+    except cloudagent.CloudAgentError as exc:
+        _finish_error(batch, exc.message, ambiguous=exc.ambiguous)
+        return "refused"
+    _record_accepted(batch, result)
+    return "queued"
+
+
+def _record_accepted(batch: UploadTransaction, result: cloudagent.AddBulkDataResult) -> None:
+    from uploads.callbacks import callback_events_apply_waiting
+
+    now = timezone.now()
+    with transaction.atomic():
+        # A batch recovered to `pending` meanwhile (its lease lapsed) was still accepted: record it.
+        recorded = UploadTransaction.objects.filter(pk=batch.pk, state__in=[State.SENDING, State.PENDING]).update(
+            state=State.QUEUED,
+            transaction_id=result.transaction_id,
+            response=result.raw,
+            attempts=F("attempts") + 1,
+            last_error="",
+            sent_at=now,
+            updated_at=now,
+        )
+        if recorded:
+            Lead.objects.filter(upload_transaction=batch, status=Status.QUEUED).update(
+                status=Status.SENT, status_reason="", updated_at=now
+            )
+            CloudAgentAccount.objects.filter(pk=batch.campaign.account_id).exclude(problem="").update(problem="")
+            Campaign.objects.filter(pk=batch.campaign_id).exclude(problem="").update(problem="")
+    if recorded:
+        batch.refresh_from_db()
+        # CloudAgent can call back before its synchronous answer reaches us (contract.md, callback).
+        callback_events_apply_waiting(upload_transaction=batch)
+
+
+def _retry(batch: UploadTransaction, exc: cloudagent.CloudAgentError, *, rate_limited: bool = False) -> str:
+    """Back to `pending`: a rate-limit answer waits only for the next slot; a transient error backs off
+    exponentially with jitter; an ambiguous one is re-sent with checkDuplicate=true (recorded on the batch)."""
+    attempts = batch.attempts + 1
+    if not rate_limited and attempts >= settings.CLOUDAGENT_MAX_ATTEMPTS:
+        _finish_error(batch, f"gave up after {attempts} attempts: {exc.message}", ambiguous=exc.ambiguous)
+        return "gave_up"
+    delay = 0.0
+    if not rate_limited:
+        ceiling = min(
+            settings.CLOUDAGENT_BACKOFF_MAX_SECONDS, settings.CLOUDAGENT_BACKOFF_SECONDS * 2 ** (attempts - 1)
+        )
+        delay = random.uniform(ceiling / 2, ceiling)
+    now = timezone.now()
+    changes = {
+        "state": State.PENDING,
+        "attempts": F("attempts") + 1,
+        "last_error": exc.message[:2000],
+        "not_before": now + timedelta(seconds=delay) if delay else None,
+        "updated_at": now,
+    }
+    if rate_limited:
+        changes["rate_limited"] = F("rate_limited") + 1
+    if exc.ambiguous:
+        changes["ambiguous_attempts"] = F("ambiguous_attempts") + 1
+        changes["options"] = {**batch.options, "checkDuplicate": True}
+    UploadTransaction.objects.filter(pk=batch.pk, state=State.SENDING).update(**changes)
+    return "rate_limited" if rate_limited else "retry"
+
+
+def _finish_error(batch: UploadTransaction, message: str, *, ambiguous: bool = False, lead_status=Status.FAILED):
+    """The batch is over without a transactionId. Its leads go where the operator can act on them: `failed`
+    with the reason, or `unconfirmed` when CloudAgent may have taken them after all."""
+    now = timezone.now()
+    with transaction.atomic():
+        UploadTransaction.objects.filter(pk=batch.pk, state__in=[State.SENDING, State.PENDING]).update(
+            state=State.ERROR, last_error=message[:2000], attempts=F("attempts") + 1, finished_at=now, updated_at=now
+        )
+        if lead_status is not None:
+            status = Status.UNCONFIRMED if ambiguous else lead_status
+            Lead.objects.filter(upload_transaction=batch, status=Status.QUEUED).update(
+                status=status, status_reason=f"CloudAgent: {message}"[:500], updated_at=now
+            )
+
+
+def _flag_problem(queryset, message: str) -> None:
+    queryset.update(problem=message, problem_at=timezone.now())
+
+
+def _fail_waiting(batches, message: str) -> None:
+    """Credentials or a campaign CloudAgent refuses would refuse every waiting batch too: end them now
+    rather than spend a rate-limit slot on each."""
+    for batch in batches.filter(state=State.PENDING):
+        _finish_error(batch, f"not sent: {message}")
+
+
+def upload_transactions_recover_stale(*, account_id: int) -> int:
+    """Batches left `sending` by a dispatcher that died. The caller holds the account's lease, so nothing is
+    sending them now; CloudAgent may hold them already, so they are re-sent with checkDuplicate=true."""
+    recovered = 0
+    for batch in UploadTransaction.objects.filter(campaign__account_id=account_id, state=State.SENDING):
+        recovered += UploadTransaction.objects.filter(pk=batch.pk, state=State.SENDING).update(
+            state=State.PENDING,
+            ambiguous_attempts=F("ambiguous_attempts") + 1,
+            options={**batch.options, "checkDuplicate": True},
+            last_error="the worker stopped while sending; re-sending with checkDuplicate=true",
+            updated_at=timezone.now(),
+        )
+    if recovered:
+        logger.warning("account %s: recovered %s batch(es) left sending by a stopped worker", account_id, recovered)
+    return recovered
+
+
+def upload_transactions_repush(*, batches, user=None) -> PushSummary:
+    """Push again the leads of failed, unconfirmed or overdue batches, with checkDuplicate=true since
+    CloudAgent may already hold some of them."""
+    leads = Lead.objects.filter(upload_transaction__in=batches, status__in=(*PUSHABLE_STATUSES, Status.SENT))
+    lead_ids = list(leads.values_list("pk", flat=True))
+    Lead.objects.filter(pk__in=lead_ids, status=Status.SENT).update(
+        status=Status.UNCONFIRMED, status_reason="no callback came for its batch", updated_at=timezone.now()
+    )
+    return leads_push(leads=Lead.objects.filter(pk__in=lead_ids), user=user, check_duplicate=True)
