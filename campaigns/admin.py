@@ -1,13 +1,55 @@
 """The product's face: accounts, campaigns and leads, built to stay fast with millions of leads."""
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections, models
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.functional import cached_property
+from django.utils.html import format_html
 
 from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
 from campaigns.normalize import PhoneError, normalize_phone
+
+
+def report_push(modeladmin, request, summary) -> None:
+    """Tell the operator at once what the push will do: leads, batches, ETA, and everything left out."""
+    if summary.leads:
+        modeladmin.message_user(
+            request,
+            f"Queued {summary.leads} lead(s) in {summary.batches} batch(es) for CloudAgent; "
+            f"the rate limit puts the last batch about {summary.eta_seconds:.0f} s from now.",
+            messages.SUCCESS,
+        )
+    if summary.invalid:
+        modeladmin.message_user(
+            request,
+            f"{summary.invalid} lead(s) failed our checks and are now 'invalid' (see the reason); fix, then push.",
+            messages.WARNING,
+        )
+    if summary.not_pushable:
+        left = ", ".join(f"{count} {status}" for status, count in sorted(summary.not_pushable.items()))
+        modeladmin.message_user(request, f"Not pushed, because of their status: {left}.", messages.WARNING)
+    if not (summary.leads or summary.invalid or summary.not_pushable):
+        modeladmin.message_user(request, "There was nothing to push.", messages.INFO)
+
+
+@admin.action(description="Push selected leads to CloudAgent", permissions=["change"])
+def push_selected_leads(modeladmin, request, queryset):
+    from uploads.services import leads_push
+
+    report_push(modeladmin, request, leads_push(leads=queryset, user=request.user))
+
+
+@admin.action(description="Push all new leads to CloudAgent", permissions=["change"])
+def push_new_leads(modeladmin, request, queryset):
+    from uploads.services import campaign_push_new
+
+    for campaign in queryset:
+        report_push(modeladmin, request, campaign_push_new(campaign=campaign, user=request.user))
 
 
 class EstimatedCountPaginator(Paginator):
@@ -100,6 +142,37 @@ class CampaignAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     readonly_fields = ["problem", "problem_at", "created_at", "updated_at"]
 
+    actions = [push_new_leads]
+
+    def get_urls(self):
+        progress = path(
+            "<int:campaign_id>/progress/",
+            self.admin_site.admin_view(self.progress_view),
+            name="campaigns_campaign_progress",
+        )
+        return [progress, *super().get_urls()]
+
+    def progress_view(self, request, campaign_id: int):
+        from uploads.selectors import campaign_progress
+
+        campaign = get_object_or_404(Campaign.objects.select_related("account"), pk=campaign_id)
+        if not self.has_view_permission(request, campaign):
+            raise PermissionDenied
+        progress = campaign_progress(campaign=campaign)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Push progress — {campaign}",
+            "campaign": campaign,
+            "progress": progress,
+            "refresh": bool(progress["batches"]["waiting"] or progress["batches"]["in flight"]),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/campaigns/campaign/progress.html", context)
+
+    @admin.display(description="push progress")
+    def progress(self, obj):
+        return format_html('<a href="{}">progress</a>', reverse("admin:campaigns_campaign_progress", args=[obj.pk]))
+
     @admin.display(description="column map")
     def columns(self, obj):
         return ", ".join(obj.column_map or [])
@@ -124,6 +197,7 @@ class LeadStatusFilter(admin.SimpleListFilter):
 
 @admin.register(Lead)
 class LeadAdmin(admin.ModelAdmin):
+    actions = [push_selected_leads]
     list_display = [
         "phone_number",
         "name",

@@ -20,3 +20,27 @@ def status_counts(*, campaign: Campaign | None = None) -> dict:
     for row in transactions.order_by().values("state").annotate(n=Count("id")):
         state_counts[row["state"]] = row["n"]
     return {"leads": lead_counts, "transactions": state_counts}
+
+
+def campaign_progress(*, campaign: Campaign) -> dict:
+    """What the campaign's progress page shows: leads by status, batches by stage, the account's budget."""
+    from uploads.dispatcher import lease_held
+    from uploads.services import account_pacer, push_eta_seconds
+
+    counts = status_counts(campaign=campaign)
+    states = counts["transactions"]
+    budget = account_pacer(campaign.account_id).status()
+    return {
+        "leads": counts["leads"],
+        "lead_total": sum(counts["leads"].values()),
+        "batches": {
+            "waiting": states["pending"],
+            "in flight": states["sending"],
+            "awaiting callback": states["queued"],
+            "done": states["completed"],
+            "failed": states["failed"] + states["error"],
+        },
+        "budget": budget,
+        "dispatching": lease_held(campaign.account_id),
+        "eta_seconds": push_eta_seconds(account_id=campaign.account_id),
+    }
