@@ -29,7 +29,7 @@ bench: install
 	$(BIN)/python bench/run.py
 
 worker: install
-	$(BIN)/python manage.py rqworker default push callbacks imports --with-scheduler
+	$(BIN)/python manage.py run_workers
 
 web: install
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
