@@ -21,6 +21,7 @@ from django.db import close_old_connections
 from campaigns.models import CloudAgentAccount
 from uploads import cloudagent, services
 from uploads.models import UploadTransaction
+from uploads.ratelimit import account_pacer
 
 logger = logging.getLogger("leadhub.dispatch")
 
@@ -116,7 +117,7 @@ def _dispatch_while_work(account_id: int, lease: _Lease, deadline: float, report
     if not account.is_active:
         logger.info("account %s is inactive: its batches wait", account)
         return
-    pacer = services.account_pacer(account_id)
+    pacer = account_pacer(account_id)
     last_served: dict[int, float] = {}
     client = cloudagent.CloudAgentClient.for_account(
         account,

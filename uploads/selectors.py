@@ -25,7 +25,8 @@ def status_counts(*, campaign: Campaign | None = None) -> dict:
 def campaign_progress(*, campaign: Campaign) -> dict:
     """What the campaign's progress page shows: leads by status, batches by stage, the account's budget."""
     from uploads.dispatcher import lease_held
-    from uploads.services import account_pacer, push_eta_seconds
+    from uploads.ratelimit import account_pacer
+    from uploads.services import push_eta_seconds
 
     counts = status_counts(campaign=campaign)
     states = counts["transactions"]

@@ -27,7 +27,7 @@ from campaigns.models import Campaign, CloudAgentAccount, Lead
 from campaigns.normalize import clean_name, format_phone
 from uploads import cloudagent
 from uploads.models import UploadTransaction
-from uploads.ratelimit import SlotPacer
+from uploads.ratelimit import SlotPacer, account_pacer
 
 logger = logging.getLogger("leadhub.push")
 
@@ -168,12 +168,6 @@ def _batch_create(campaign, lead_ids, statuses, options, user, summary) -> None:
     UploadTransaction.objects.filter(pk=batch.pk).update(row_count=taken)
     summary.leads += taken
     summary.batches += 1
-
-
-def account_pacer(account_id: int) -> SlotPacer:
-    from uploads.ratelimit import account_pacer as pacer_for
-
-    return pacer_for(account_id)
 
 
 def push_eta_seconds(*, account_id: int) -> float:
