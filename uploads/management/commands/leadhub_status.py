@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from campaigns.models import Campaign
+from campaigns.selectors import CampaignLookupError, campaign_get_by_name
 from uploads.selectors import status_counts
 
 
@@ -16,12 +16,10 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         campaign = None
         if opts["campaign"]:
-            matches = list(Campaign.objects.filter(name=opts["campaign"])[:2])
-            if not matches:
-                raise CommandError(f"No campaign named {opts['campaign']!r}.")
-            if len(matches) > 1:
-                raise CommandError(f"Several accounts have a campaign named {opts['campaign']!r}.")
-            campaign = matches[0]
+            try:
+                campaign = campaign_get_by_name(opts["campaign"])
+            except CampaignLookupError as exc:
+                raise CommandError(str(exc)) from exc
         counts = status_counts(campaign=campaign)
         if opts["json"]:
             self.stdout.write(json.dumps(counts))

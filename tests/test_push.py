@@ -1,0 +1,328 @@
+"""Pushing leads: batches, the paced dispatcher, every outcome, recovery after a kill, fairness.
+
+Real Redis and the emulator over HTTP, with the limits shrunk (tests/fixtures/push.py)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+from campaigns.models import Campaign, Lead
+from tests.fixtures.push import subprocess_env
+from uploads import dispatcher
+from uploads.models import UploadTransaction
+from uploads.services import leads_push, upload_transactions_repush
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+State = UploadTransaction.State
+Status = Lead.Status
+
+
+def requests_seen(emulator, campaign=None) -> list[dict]:
+    seen = emulator.inspect()["requests"]
+    return [r for r in seen if campaign is None or r.get("campaign") == campaign]
+
+
+def emulator_phones(emulator, campaign: str) -> list[str]:
+    return [lead["PhoneNumber"] for lead in emulator.inspect()["leads"].get(campaign, [])]
+
+
+def rate_limit_answers(emulator) -> int:
+    return sum(1 for r in requests_seen(emulator) if "too many" in str(r.get("answer", "")).lower())
+
+
+def push_all(campaign) -> dict:
+    return leads_push(leads=Lead.objects.filter(campaign=campaign)).as_dict()
+
+
+@pytest.mark.smoke
+def test_a_push_is_cut_into_batches_of_500_and_every_lead_reaches_cloudagent_once(
+    push_account, campaign, make_leads, push_emulator
+):
+    make_leads(1201)
+    summary = push_all(campaign)
+    assert (summary["leads"], summary["batches"]) == (1201, 3)
+    assert summary["eta_seconds"] > 0
+    batches = list(UploadTransaction.objects.order_by("pk"))
+    assert [b.row_count for b in batches] == [500, 500, 201]
+    assert all(b.state == State.PENDING for b in batches)
+    assert Lead.objects.filter(status=Status.QUEUED).count() == 1201
+
+    report = dispatcher.account_dispatch(account_id=push_account.pk)
+
+    assert report.outcomes == {"queued": 3}
+    sent = requests_seen(push_emulator, "Demo_Outbound")
+    assert sorted(r["rows"] for r in sent) == [201, 500, 500]
+    phones = emulator_phones(push_emulator, "Demo_Outbound")
+    assert len(phones) == len(set(phones)) == 1201
+    assert all(len(p) == 10 for p in phones), "IN campaigns send the national 10-digit form"
+    assert set(UploadTransaction.objects.values_list("state", flat=True)) == {State.QUEUED}
+    assert UploadTransaction.objects.filter(transaction_id__isnull=True).count() == 0
+    assert Lead.objects.filter(status=Status.SENT).count() == 1201
+    assert rate_limit_answers(push_emulator) == 0
+
+
+def test_leads_our_checks_refuse_become_invalid_and_take_no_slot(push_account, campaign, make_leads, push_emulator):
+    campaign.column_map = ["PhoneNumber", "Name", "Notes"]
+    campaign.save()
+    header_chars = len("PhoneNumber") + 10 + len("Name") + len("Notes")
+    make_leads(3)
+    fits, too_long, ok = Lead.objects.order_by("pk")
+    fits.name = ""
+    fits.extra = {"Notes": "x" * (2000 - header_chars)}
+    too_long.name = ""
+    too_long.extra = {"Notes": "x" * (2001 - header_chars)}
+    for lead in (fits, too_long):
+        lead.save()
+
+    summary = push_all(campaign)
+
+    assert (summary["leads"], summary["batches"], summary["invalid"]) == (2, 1, 1)
+    too_long.refresh_from_db()
+    assert too_long.status == Status.INVALID and "2000" in too_long.status_reason
+    assert too_long.upload_transaction is None
+    dispatcher.account_dispatch(account_id=push_account.pk)
+    assert sorted(emulator_phones(push_emulator, "Demo_Outbound")) == sorted(
+        [fits.phone_number[3:], ok.phone_number[3:]]
+    )
+
+
+def test_leads_in_other_states_are_reported_not_pushed(push_account, campaign, make_leads):
+    make_leads(2)
+    make_leads(3, start=100, status=Status.SENT)
+    make_leads(1, start=200, status=Status.UPLOADED)
+    summary = push_all(campaign)
+    assert summary["leads"] == 2
+    assert summary["not_pushable"] == {"sent": 3, "uploaded": 1}
+
+
+def test_push_new_leads_command_prints_counts_and_eta(push_account, campaign, make_leads, capsys):
+    make_leads(12)
+    call_command("push_leads", "--campaign", campaign.name, "--json")
+    import json
+
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["leads"] == 12 and printed["batches"] == 1 and printed["eta_seconds"] >= 0
+
+
+def test_a_rate_limit_answer_is_retried_in_the_next_slot_and_counted(push_account, campaign, make_leads, push_emulator):
+    make_leads(10)
+    push_all(campaign)
+    push_emulator.force_fault("rate_limit", 1)
+
+    report = dispatcher.account_dispatch(account_id=push_account.pk)
+
+    batch = UploadTransaction.objects.get()
+    assert report.outcomes == {"rate_limited": 1, "queued": 1}
+    assert (batch.state, batch.rate_limited, batch.attempts) == (State.QUEUED, 1, 2)
+    assert len(emulator_phones(push_emulator, "Demo_Outbound")) == 10
+
+
+def test_a_server_error_backs_off_and_is_resent_with_check_duplicate(push_account, campaign, make_leads, push_emulator):
+    make_leads(10)
+    push_all(campaign)
+    push_emulator.force_fault("error", 1)
+
+    dispatcher.account_dispatch(account_id=push_account.pk)
+
+    batch = UploadTransaction.objects.get()
+    assert (batch.state, batch.attempts, batch.ambiguous_attempts) == (State.QUEUED, 2, 1)
+    first, second = requests_seen(push_emulator, "Demo_Outbound")
+    assert second["fields"]["checkDuplicate"] == "true", "a 5xx may have been queued: re-send must skip duplicates"
+    assert batch.options["checkDuplicate"] is True
+
+
+def test_a_dropped_connection_is_resent_with_check_duplicate_and_nothing_doubles(
+    push_account, campaign, make_leads, push_emulator
+):
+    make_leads(20)
+    push_all(campaign)
+    push_emulator.force_fault("drop", 1)
+
+    dispatcher.account_dispatch(account_id=push_account.pk)
+
+    batch = UploadTransaction.objects.get()
+    assert (batch.state, batch.ambiguous_attempts) == (State.QUEUED, 1)
+    push_emulator.process_now()
+    phones = emulator_phones(push_emulator, "Demo_Outbound")
+    assert len(phones) == len(set(phones)) == 20, "the dropped request was queued; the re-send must not double it"
+
+
+def test_transient_errors_give_up_after_max_attempts(push_account, campaign, make_leads, push_emulator):
+    make_leads(5)
+    push_all(campaign)
+    push_emulator.force_fault("error", settings.CLOUDAGENT_MAX_ATTEMPTS)
+
+    dispatcher.account_dispatch(account_id=push_account.pk)
+
+    batch = UploadTransaction.objects.get()
+    assert batch.state == State.ERROR and batch.attempts == settings.CLOUDAGENT_MAX_ATTEMPTS
+    assert "gave up" in batch.last_error
+    # Every attempt may have been queued: the operator must check, not assume they failed.
+    assert set(Lead.objects.values_list("status", flat=True)) == {Status.UNCONFIRMED}
+
+
+def test_an_unreachable_provider_is_not_ambiguous(account, campaign, make_leads, push_settings):
+    account.base_url = "http://127.0.0.1:9"  # discard port: nothing listens, connection refused
+    account.save()
+    make_leads(5)
+    push_all(campaign)
+
+    dispatcher.account_dispatch(account_id=account.pk)
+
+    batch = UploadTransaction.objects.get()
+    assert (batch.state, batch.ambiguous_attempts) == (State.ERROR, 0)
+    assert batch.options["checkDuplicate"] is False
+    assert set(Lead.objects.values_list("status", flat=True)) == {Status.FAILED}
+
+
+def test_bad_credentials_end_every_waiting_batch_and_flag_the_account(
+    push_account, campaign, make_leads, push_emulator, settings
+):
+    settings.CLOUDAGENT_BATCH_SIZE = 10
+    push_account.api_key = "wrong-key"
+    push_account.save()
+    make_leads(30)
+    assert push_all(campaign)["batches"] == 3
+
+    dispatcher.account_dispatch(account_id=push_account.pk)
+
+    assert len(requests_seen(push_emulator)) == 1, "one refusal is enough to know the others would be refused"
+    assert set(UploadTransaction.objects.values_list("state", flat=True)) == {State.ERROR}
+    push_account.refresh_from_db()
+    assert push_account.problem == "Invalid userName or apiKey"
+    lead = Lead.objects.first()
+    assert lead.status == Status.FAILED and "Invalid userName or apiKey" in lead.status_reason
+    assert "wrong-key" not in UploadTransaction.objects.first().last_error
+
+
+def test_an_unknown_campaign_is_flagged_and_its_leads_can_be_pushed_again(
+    push_account, campaign, make_leads, push_emulator
+):
+    campaign.name = "No_Such_Campaign"
+    campaign.save()
+    make_leads(5)
+    push_all(campaign)
+
+    dispatcher.account_dispatch(account_id=push_account.pk)
+
+    campaign.refresh_from_db()
+    assert campaign.problem == "Invalid Campaign Name"
+    assert UploadTransaction.objects.get().state == State.ERROR
+    campaign.name = "Demo_Outbound"
+    campaign.save()
+    again = push_all(campaign)
+    assert again["leads"] == 5, "failed leads are pushable once the operator fixed the cause"
+    dispatcher.account_dispatch(account_id=push_account.pk)
+    assert Lead.objects.filter(status=Status.SENT).count() == 5
+    campaign.refresh_from_db()
+    assert campaign.problem == ""
+
+
+def test_campaigns_sharing_an_account_take_turns(push_account, campaign, make_leads, push_emulator, settings):
+    settings.CLOUDAGENT_BATCH_SIZE = 10
+    second = Campaign.objects.create(account=push_account, name="Demo_Second", column_map=campaign.column_map)
+    make_leads(40)
+    make_leads(20, campaign=second, start=1000)
+    push_all(campaign)
+    push_all(second)
+
+    dispatcher.account_dispatch(account_id=push_account.pk)
+
+    order = [r["campaign"] for r in requests_seen(push_emulator)]
+    assert order == ["Demo_Outbound", "Demo_Second"] * 2 + ["Demo_Outbound"] * 2
+    assert rate_limit_answers(push_emulator) == 0
+
+
+def test_a_lead_is_never_in_two_live_batches(push_account, campaign, make_leads):
+    make_leads(10)
+    first = push_all(campaign)
+    second = push_all(campaign)
+    assert (first["leads"], second["leads"]) == (10, 0)
+    assert second["not_pushable"] == {"queued": 10}
+    assert UploadTransaction.objects.count() == 1
+
+
+def test_a_dispatcher_killed_mid_send_is_recovered_without_losing_or_doubling_leads(
+    push_account, campaign, make_leads, push_emulator
+):
+    make_leads(25)
+    push_all(campaign)
+    push_emulator.force_fault("slow", 1)
+    code = (
+        "import django; django.setup(); from uploads.dispatcher import account_dispatch; "
+        f"account_dispatch(account_id={push_account.pk})"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=settings.BASE_DIR, env=subprocess_env())
+    try:
+        push_emulator.wait_for(lambda snapshot: len(snapshot["requests"]) == 1, timeout=20)
+        assert UploadTransaction.objects.get().state == State.SENDING
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+    assert dispatcher.account_dispatch(account_id=push_account.pk).busy, "the dead worker's lease has not lapsed"
+    deadline = time.monotonic() + 10
+    while dispatcher.lease_held(push_account.pk) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    report = dispatcher.account_dispatch(account_id=push_account.pk)
+
+    assert report.recovered == 1 and report.outcomes == {"queued": 1}
+    batch = UploadTransaction.objects.get()
+    assert (batch.state, batch.ambiguous_attempts) == (State.QUEUED, 1)
+    assert requests_seen(push_emulator)[-1]["fields"]["checkDuplicate"] == "true"
+    push_emulator.process_now()
+    phones = emulator_phones(push_emulator, "Demo_Outbound")
+    assert len(phones) == len(set(phones)) == 25
+    assert Lead.objects.filter(status=Status.SENT).count() == 25
+
+
+def test_the_watchdog_restarts_dispatch_for_orphaned_batches(push_account, campaign, make_leads, redis_conn):
+    make_leads(5)
+    push_all(campaign)
+    UploadTransaction.objects.update(state=State.SENDING)
+
+    started = dispatcher.push_watchdog()
+
+    assert started == [push_account.pk]
+    import django_rq
+
+    queued = django_rq.get_queue("push").jobs
+    assert [job.func_name for job in queued] == ["uploads.jobs.account_dispatch_job"]
+    assert queued[0].args == (push_account.pk,)
+
+
+def test_dispatch_jobs_run_by_a_real_worker(push_account, campaign, make_leads, push_emulator, redis_conn):
+    """The path production takes: the push enqueues on commit, an RQ worker runs the dispatcher."""
+    import django_rq
+
+    make_leads(15)
+    push_all(campaign)  # outside a transaction here, so on_commit ran: a job is queued
+    assert len(django_rq.get_queue("push").jobs) == 1
+    worker = django_rq.get_worker("push")
+    worker.work(burst=True)
+    assert Lead.objects.filter(status=Status.SENT).count() == 15
+
+
+def test_repush_of_an_unconfirmed_batch_sends_its_leads_again_with_check_duplicate(
+    push_account, campaign, make_leads, push_emulator
+):
+    make_leads(5)
+    push_all(campaign)
+    dispatcher.account_dispatch(account_id=push_account.pk)
+    overdue = UploadTransaction.objects.get()
+
+    summary = upload_transactions_repush(batches=UploadTransaction.objects.filter(pk=overdue.pk))
+
+    assert summary.leads == 5
+    dispatcher.account_dispatch(account_id=push_account.pk)
+    assert requests_seen(push_emulator)[-1]["fields"]["checkDuplicate"] == "true"
+    assert Lead.objects.filter(status=Status.SENT).exclude(upload_transaction=overdue).count() == 5

@@ -1,0 +1,38 @@
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from campaigns.selectors import CampaignLookupError, campaign_get_by_name
+from uploads.services import campaign_push_new
+
+
+class Command(BaseCommand):
+    help = "Push a campaign's new leads to CloudAgent; answers at once, the RQ workers do the sending."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--campaign", required=True, help="The campaign's name.")
+        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+
+    def handle(self, *args, **opts):
+        try:
+            campaign = campaign_get_by_name(opts["campaign"])
+        except CampaignLookupError as exc:
+            raise CommandError(str(exc)) from exc
+        summary = campaign_push_new(campaign=campaign)
+        if opts["json"]:
+            data = summary.as_dict()
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "leads": data["leads"],
+                        "batches": data["batches"],
+                        "eta_seconds": data["eta_seconds"],
+                        "invalid": data["invalid"],
+                    }
+                )
+            )
+        else:
+            self.stdout.write(
+                f"Queued {summary.leads} lead(s) in {summary.batches} batch(es); "
+                f"last batch due in about {summary.eta_seconds:.0f} s; {summary.invalid} refused by our checks."
+            )
