@@ -1,0 +1,58 @@
+"""What the benchmarks share: a PostgreSQL database of their own, Django set up on it, an emulator process."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("LEADHUB_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+
+
+def use_database(name: str, *, redis_db: int = 14) -> str:
+    """Point this process (and its children) at a fresh PostgreSQL database and a Redis db of the bench's own,
+    then set Django up and migrate. Returns the DATABASE_URL."""
+    import psycopg
+
+    with psycopg.connect(f"{PG_ADMIN_URL}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"{PG_ADMIN_URL}/{name}"
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("SECRET_KEY", "bench-only")
+    os.environ["DJANGO_DEBUG"] = "1"
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{redis_db}"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "leadhub.settings"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    import redis
+
+    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
+    return url
+
+
+def drop_database(name: str) -> None:
+    from django.db import connections
+
+    connections.close_all()
+    import psycopg
+
+    with psycopg.connect(f"{PG_ADMIN_URL}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def start_emulator(*args: str) -> tuple[subprocess.Popen, str]:
+    """A CloudAgent emulator on a free loopback port; returns the process and its base URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uploads.emulator", "--port", "0", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = process.stdout.readline().strip()
+    return process, line.rsplit(" ", 1)[-1]
