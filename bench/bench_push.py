@@ -25,9 +25,9 @@ def run(report) -> None:
     )
     workers = []
     try:
-        from campaigns.models import Campaign, CloudAgentAccount, Lead
         import django_rq
 
+        from campaigns.models import Campaign, CloudAgentAccount, Lead
         from uploads.jobs import account_dispatch_job
         from uploads.models import UploadTransaction
         from uploads.services import leads_push
