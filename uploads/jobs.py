@@ -1,6 +1,7 @@
 """RQ jobs: ids in, one service call. Each job is named after the service it wraps, with a _job suffix."""
 
-from uploads import dispatcher
+from uploads import callbacks, dispatcher
+from uploads.models import UploadTransaction
 
 
 def account_dispatch_job(account_id: int) -> dict:
@@ -16,3 +17,11 @@ def push_watchdog_job() -> list[int]:
     if dispatcher.unfinished_batches_exist():
         dispatcher.watchdog_ensure()
     return started
+
+
+def failed_file_fetch_job(upload_transaction_id: int) -> str:
+    """Enqueued with callbacks.FAILED_FILE_RETRY: a transient failure raises, and RQ tries again later."""
+    upload_transaction = UploadTransaction.objects.filter(pk=upload_transaction_id).first()
+    if upload_transaction is None:
+        return "the transaction no longer exists"
+    return callbacks.failed_file_fetch(upload_transaction=upload_transaction)
