@@ -169,7 +169,7 @@ def _data_object(body: str, content_type: str) -> dict:
         raise CallbackInvalid("the body is empty")
     if content_type.split(";")[0].strip().lower() == "multipart/form-data":
         field = _multipart_field(body, content_type)
-    elif text[0] in '{"':
+    elif text[0] in '{["':
         document = _json(text, what="the body")
         if isinstance(document, dict) and "data" in document:
             field = document["data"]
