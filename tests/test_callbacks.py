@@ -153,7 +153,6 @@ def test_a_body_over_the_cap_is_413_before_it_is_read(post_callback, settings):
     assert not CallbackEvent.objects.exists()
 
 
-@pytest.mark.smoke
 def test_a_malformed_body_is_a_400_and_is_kept_for_inspection(post_callback, account):
     response = post_callback(b'{"data": {"transactionId": "1"', "application/json")
     assert response.status_code == 400
@@ -204,7 +203,6 @@ def test_the_raw_request_is_stored_as_it_came(post_callback, account, make_uploa
 # --- applying ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.smoke
 @pytest.mark.parametrize("shape", SHAPES)
 def test_success_with_nothing_unprocessed_uploads_every_lead(post_callback, make_upload_transaction, shape):
     upload_transaction = make_upload_transaction(3)
