@@ -1,8 +1,28 @@
 """Campaign-side services: every write to accounts, campaigns and leads goes through functions here."""
 
-from django.db import transaction
+import csv
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 
-from campaigns.models import DOMESTIC_BASE_URL, Campaign, CloudAgentAccount
+from django.conf import settings
+from django.core.files import File
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns.importing import (
+    ImportFileError,
+    ImportReport,
+    cell_text,
+    detect_format,
+    import_sheet,
+    map_columns,
+    open_sheet,
+)
+from campaigns.models import DOMESTIC_BASE_URL, Campaign, CloudAgentAccount, Lead, LeadImport
+
+# LeadImport.errors keeps this many {line, reason}; the rejected-rows file has every one.
+IMPORT_ERRORS_KEPT = 200
 
 
 @transaction.atomic
@@ -49,3 +69,132 @@ def campaign_upsert(
     campaign.full_clean()
     campaign.save()
     return campaign, created
+
+
+class LeadImportError(Exception):
+    """An import cannot do what was asked in its current state; the message is for the operator."""
+
+
+def lead_import_preview(*, campaign: Campaign, path: str | Path, file_name: str, file_format: str = "") -> ImportReport:
+    """A dry run over the whole file: every row is checked and looked up in the campaign, and nothing is written,
+    not even an import record. Raises ImportFileError for a problem with the file as a whole."""
+    with open_sheet(path, detect_format(file_name, file_format)) as sheet:
+        return import_sheet(campaign=campaign, sheet=sheet, dry_run=True)
+
+
+def lead_import_create(
+    *, campaign: Campaign, path: str | Path, file_name: str, file_format: str = "", created_by=None
+) -> LeadImport:
+    """The import's record, with its own copy of the file: the admin's temporary upload or the CLI's path may be
+    gone before a background job reads it. The header is checked first, so a file-level problem raises
+    ImportFileError with nothing written. `rows` starts as an estimate (for the progress bar) and ends exact."""
+    fmt = detect_format(file_name, file_format)
+    with open_sheet(path, fmt) as sheet:
+        map_columns(sheet.header, campaign.column_map)
+        estimate = sheet.rows_estimate
+    name = Path(file_name).name
+    lead_import = LeadImport(campaign=campaign, file_name=name, file_format=fmt, created_by=created_by, rows=estimate)
+    with open(path, "rb") as f:
+        lead_import.file.save(name, File(f), save=False)
+    lead_import.save()
+    return lead_import
+
+
+def lead_import_start(*, lead_import: LeadImport) -> bool:
+    """Runs a small import now; one over LEADHUB_IMPORT_BACKGROUND_ROWS rows goes to the "imports" queue once the
+    record is committed, so the worker finds it. Returns True when it went to the background."""
+    if lead_import.rows <= getattr(settings, "LEADHUB_IMPORT_BACKGROUND_ROWS", 5000):
+        lead_import_run(lead_import=lead_import)
+        return False
+    import django_rq
+
+    from campaigns.jobs import lead_import_run_job
+
+    transaction.on_commit(lambda: django_rq.get_queue("imports").enqueue(lead_import_run_job, lead_import.pk))
+    return True
+
+
+def lead_import_run(*, lead_import: LeadImport, progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Runs a pending import to its end. Every chunk commits with its rows_processed, so the admin's progress bar
+    moves; a failure marks the import failed and keeps the chunks written, which undo can remove.
+    `progress(lines_read)` is for a caller's own display (the CLI's bar)."""
+    claimed = LeadImport.objects.filter(pk=lead_import.pk, state=LeadImport.State.PENDING).update(
+        state=LeadImport.State.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        lead_import.refresh_from_db(fields=["state"])
+        raise LeadImportError(f"Import {lead_import.pk} is {lead_import.state}; only a pending import can run.")
+    running = LeadImport.objects.filter(pk=lead_import.pk, state=LeadImport.State.RUNNING)
+
+    def chunk_done(lines: int) -> None:
+        running.update(rows_processed=lines)
+        if progress:
+            progress(lines)
+
+    try:
+        with (
+            open_sheet(lead_import.file.path, lead_import.file_format) as sheet,
+            tempfile.TemporaryFile("w+", encoding="utf-8-sig", newline="") as rejected,
+        ):
+            writer = csv.writer(rejected)
+            writer.writerow([*sheet.header, "line", "reason"])
+            report = import_sheet(
+                campaign=lead_import.campaign,
+                sheet=sheet,
+                dry_run=False,
+                lead_import_id=lead_import.pk,
+                on_reject=lambda line, cells, reason: writer.writerow([*map(cell_text, cells), line, reason]),
+                progress=chunk_done,
+            )
+            if report.rejected:
+                rejected.seek(0)
+                name = f"{Path(lead_import.file_name).stem}-rejected.csv"
+                lead_import.rejected_file.save(name, File(rejected.buffer), save=False)
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, ImportFileError) else f"The import stopped on an error: {exc!r}"
+        running.update(state=LeadImport.State.FAILED, message=message, finished_at=timezone.now())
+        lead_import.refresh_from_db()
+        raise
+    running.update(
+        state=LeadImport.State.COMPLETED,
+        **report.counts(),
+        rows_processed=report.rows,
+        errors=report.errors[:IMPORT_ERRORS_KEPT],
+        rejected_file=lead_import.rejected_file.name or "",
+        message=lead_import_summary(report),
+        finished_at=timezone.now(),
+    )
+    lead_import.refresh_from_db()
+    return report
+
+
+def lead_import_summary(report: ImportReport) -> str:
+    parts = [f"{report.rows} rows: {report.imported} imported"]
+    if report.updated:
+        parts.append(f"{report.updated} updated")
+    parts += [f"{report.duplicates} duplicates", f"{report.rejected} rejected", f"{report.warnings} warnings"]
+    return ", ".join(parts) + "."
+
+
+@transaction.atomic
+def lead_import_undo(*, lead_import: LeadImport) -> int:
+    """Deletes the leads an import created, only while every one of them is still new: a queued or sent lead may
+    be in CloudAgent already. Changes the import made to older leads (update_existing_on_import) stay. Returns
+    the number of leads deleted."""
+    locked = LeadImport.objects.select_for_update().get(pk=lead_import.pk)
+    if locked.state not in (LeadImport.State.COMPLETED, LeadImport.State.FAILED):
+        raise LeadImportError(f"Only a completed or failed import can be undone; this one is {locked.state}.")
+    leads = Lead.objects.filter(lead_import=locked)
+    moved_on = leads.exclude(status=Lead.Status.NEW).count()
+    if moved_on:
+        raise LeadImportError(
+            f"{moved_on} of this import's leads are no longer new (queued, sent or beyond); nothing was deleted."
+        )
+    deleted, _ = leads.filter(status=Lead.Status.NEW).delete()
+    if leads.exists():  # the push claimed one between the check and the delete: the raise rolls back
+        raise LeadImportError("Some of this import's leads were just queued for CloudAgent; nothing was deleted.")
+    LeadImport.objects.filter(pk=locked.pk).update(
+        state=LeadImport.State.UNDONE, message=f"Undone: {deleted} leads deleted. {locked.message}".strip()
+    )
+    lead_import.refresh_from_db()
+    return deleted
