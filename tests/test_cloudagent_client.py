@@ -6,6 +6,7 @@ from a proxy, a redirect, an echoed API key) come from a canned HTTP server in t
 
 import json
 import logging
+import re
 import socket
 import threading
 import traceback
@@ -527,3 +528,330 @@ def test_results_and_constants_are_as_documented():
     assert MAX_ROWS_PER_REQUEST == 500
     assert ENDPOINT_PATH == "/cloudAgentRestAPI/index.php/AddCampaignBulkDataV4/addBulkData/format/json"
     assert AddBulkDataResult("1", "m", {}).transaction_id == "1"
+
+
+# --- Against the emulator, over HTTP ------------------------------------------------------------------------
+
+ROW = ["9876543210", "Asha Rao", 5, "2025-03-31"]
+
+
+def make_client(
+    url: str, *, user_name: str = "demo_user", api_key: str = API_KEY, **options
+) -> CloudAgentClient:
+    client = CloudAgentClient(base_url=url, user_name=user_name, api_key=api_key, **options)
+    client.session.trust_env = False  # loopback: never through a proxy from the environment
+    return client
+
+
+@pytest.fixture
+def client(emulator):
+    with make_client(emulator.url) as client:
+        yield client
+
+
+def send(client, campaign_name="Demo_Outbound", rows=(ROW,), column_map=MAP, **options):
+    return client.add_bulk_data(
+        campaign_name=campaign_name, column_map=column_map, rows=list(rows), **options
+    )
+
+
+def api_requests(emulator) -> list[dict]:
+    return emulator.inspect("requests")["requests"]
+
+
+@pytest.mark.smoke
+def test_an_accepted_request_gives_its_transaction_id(emulator, client):
+    result = send(client)
+
+    (seen,) = api_requests(emulator)
+    assert result == AddBulkDataResult(
+        transaction_id=seen["transactionId"], message="queued successfully", raw=seen["answer"]
+    )
+    assert result.transaction_id.isdigit() and len(result.transaction_id) in (24, 25)
+    assert seen["outcome"] == "accepted"
+
+
+# contract.md, Synchronous answers: every documented refusal, and the class it becomes.
+DOCUMENTED_REFUSALS = [
+    ("apiKey missing or empty", {"api_key": ""}, {}, AuthenticationError, "apiKey should not be empty"),
+    ("userName missing or empty", {"user_name": ""}, {}, AuthenticationError, "userName should not be empty"),
+    ("wrong apiKey", {"api_key": "not-the-key"}, {}, AuthenticationError, "Invalid userName or apiKey"),
+    ("wrong userName", {"user_name": "nobody"}, {}, AuthenticationError, "Invalid userName or apiKey"),
+    ("campaignName empty", {}, {"campaign_name": ""}, CampaignError, "campaignName should not be empty"),
+    ("unknown campaign", {}, {"campaign_name": "No_Such"}, CampaignError, "Invalid Campaign Name"),
+    ("inbound campaign", {}, {"campaign_name": "Demo_Inbound"}, CampaignError, "Invalid Campaign Name"),
+    ("bulkData empty", {}, {"rows": []}, InvalidDataError, "Please provide valid data"),
+]
+
+
+# The contract infers HTTP 200 for these answers; the emulator can send them with another status too.
+@pytest.mark.parametrize("error_status", [200, 400])
+@pytest.mark.parametrize(
+    "account, call, error_class, message",
+    [case[1:] for case in DOCUMENTED_REFUSALS],
+    ids=[case[0] for case in DOCUMENTED_REFUSALS],
+)
+def test_each_documented_refusal_raises_its_error(
+    emulator, error_status, account, call, error_class, message
+):
+    emulator.configure(error_status=error_status)
+    client = make_client(emulator.url, **account)
+
+    with pytest.raises(error_class) as caught:
+        send(client, **call)
+
+    error = caught.value
+    assert (error.message, error.status_code) == (message, error_status)
+    assert (error.retryable, error.ambiguous) == (False, False)
+    assert json.loads(error.body)["message"] == message
+    (seen,) = api_requests(emulator)
+    assert (seen["outcome"], seen["transactionId"]) == ("refused", None)
+
+
+def test_the_request_is_form_encoded_with_every_documented_field(emulator, client):
+    send(
+        client, check_duplicate=True, start=True, callback_url="http://127.0.0.1:9/cloudagent/callback/s3cr3t"
+    )
+    send(client, rows=[["9876543211", "Ravi", "", ""]], is_delete=True)
+
+    first, second = api_requests(emulator)
+    assert first["content_type"] == second["content_type"] == "application/x-www-form-urlencoded"
+    assert first["fields"] == {
+        "apiKey": "[redacted]",  # the emulator never shows a key; that it arrived is the acceptance
+        "userName": "demo_user",
+        "campaignName": "Demo_Outbound",
+        "checkDuplicate": "true",
+        "isDelete": "false",
+        "action": "start",
+        "callBackUrl": "http://127.0.0.1:9/cloudagent/callback/s3cr3t",
+    }
+    assert second["fields"] == {
+        "apiKey": "[redacted]",
+        "userName": "demo_user",
+        "campaignName": "Demo_Outbound",
+        "checkDuplicate": "false",
+        "isDelete": "true",
+    }
+    assert (first["map"], first["rows"], second["rows"]) == (MAP, 1, 1)
+
+
+def test_bulk_data_reaches_cloudagent_with_priority_as_a_number(emulator, client):
+    built = build_rows(
+        MAP,
+        [
+            (
+                1,
+                {
+                    "PhoneNumber": "9876543210",
+                    "Name": "Asha Rao",
+                    "Priority": "7",
+                    "ExpiryDate": date(2025, 3, 31),
+                },
+            ),
+            (2, {"PhoneNumber": "9876543211", "Name": "Ravi"}),
+        ],
+    )
+
+    result = send(client, rows=built.rows, start=True)
+    emulator.process_now()
+
+    state = emulator.inspect("leads", "accounts")
+    assert state["leads"]["Demo_Outbound"] == [
+        {
+            "PhoneNumber": "9876543210",
+            "Name": "Asha Rao",
+            "Priority": 7,
+            "ExpiryDate": "2025-03-31",
+            "transactionId": result.transaction_id,
+            "userName": "demo_user",
+        },
+        {
+            "PhoneNumber": "9876543211",
+            "Name": "Ravi",
+            "Priority": "",
+            "ExpiryDate": "",
+            "transactionId": result.transaction_id,
+            "userName": "demo_user",
+        },
+    ]
+    (account,) = state["accounts"]
+    assert {c["name"]: c["started"] for c in account["campaigns"]}["Demo_Outbound"] is True
+
+
+def test_a_full_batch_of_500_rows_is_one_request(emulator, client):
+    rows = [[f"98{i:08d}", f"Lead {i}", 1, ""] for i in range(MAX_ROWS_PER_REQUEST)]
+
+    send(client, rows=rows)
+
+    (seen,) = api_requests(emulator)
+    assert (seen["outcome"], seen["rows"]) == ("accepted", 500)
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize(
+    "column_map, rows, problem",
+    [
+        (MAP, [ROW] * (MAX_ROWS_PER_REQUEST + 1), "501 rows"),
+        (["Name", "Priority"], [["Asha", 5]], "PhoneNumber"),
+        (["PhoneNumber", "Name", "PhoneNumber"], [["1", "a", "1"]], "twice"),
+        (MAP, [ROW, ["9876543211", "Ravi"]], "row 1 has 2 values"),
+    ],
+)
+def test_a_batch_cloudagent_would_refuse_or_fail_never_leaves_us(emulator, client, column_map, rows, problem):
+    with pytest.raises(ValueError, match=problem):
+        send(client, column_map=column_map, rows=rows)
+
+    assert api_requests(emulator) == []
+
+
+def test_the_rate_limit_answer_is_rate_limited_error(start_emulator):
+    emulator = start_emulator("--requests-per-window", "2", "--window-seconds", "600")
+    client = make_client(emulator.url)
+    send(client)
+    send(client)
+
+    with pytest.raises(RateLimitedError) as caught:
+        send(client)
+
+    assert caught.value.message == "too many Requests and failed to add Data to queue"
+    assert (caught.value.retryable, caught.value.ambiguous) == (True, False)
+    assert [r["outcome"] for r in api_requests(emulator)] == ["accepted", "accepted", "rate_limited"]
+    client.close()
+
+
+def test_a_rate_limit_answer_sent_as_http_429_is_rate_limited_error(emulator, client):
+    emulator.configure(rate_limit_status=429)
+    emulator.force_fault("rate_limit")
+
+    with pytest.raises(RateLimitedError) as caught:
+        send(client)
+
+    assert (caught.value.status_code, caught.value.retryable, caught.value.ambiguous) == (429, True, False)
+
+
+def test_a_read_timeout_is_ambiguous_and_the_request_was_in_fact_queued(emulator):
+    emulator.configure(slow_seconds=3.0)
+    emulator.force_fault("slow")
+    client = make_client(emulator.url, read_timeout=0.3)
+
+    with pytest.raises(TransientError) as caught:
+        send(client)
+
+    assert (caught.value.ambiguous, caught.value.retryable, caught.value.status_code) == (True, True, None)
+    assert "read timeout" in caught.value.message
+    assert api_requests(emulator)[0]["outcome"] == "accepted"
+    client.close()
+
+
+def test_a_dropped_connection_is_ambiguous_and_the_request_was_in_fact_queued(emulator, client):
+    emulator.force_fault("drop")
+
+    with pytest.raises(TransientError) as caught:
+        send(client)
+
+    assert (caught.value.ambiguous, caught.value.retryable, caught.value.status_code) == (True, True, None)
+    assert api_requests(emulator)[0]["outcome"] == "accepted"
+
+
+def test_a_refused_connection_is_not_ambiguous():
+    client = make_client(f"http://127.0.0.1:{closed_port()}")
+
+    with pytest.raises(TransientError) as caught:
+        send(client)
+
+    assert (caught.value.ambiguous, caught.value.retryable, caught.value.status_code) == (False, True, None)
+    assert "could not connect" in caught.value.message
+
+
+# The client cannot tell an answer lost before the queue from one lost after it: both readings are ambiguous.
+@pytest.mark.parametrize("after_queue", [False, True], ids=["before-queue", "after-queue"])
+@pytest.mark.parametrize("fault, status", [("error", 500), ("non_json", 200)])
+def test_a_server_error_or_a_non_json_answer_is_ambiguous(emulator, client, fault, status, after_queue):
+    emulator.configure(faults_after_queue=after_queue)
+    emulator.force_fault(fault)
+
+    with pytest.raises(TransientError) as caught:
+        send(client)
+
+    assert (caught.value.status_code, caught.value.ambiguous, caught.value.retryable) == (status, True, True)
+    assert caught.value.body.startswith("<html>")
+    assert bool(api_requests(emulator)[0]["transactionId"]) is after_queue
+
+
+def test_a_client_recovers_after_a_transient_failure(emulator, client):
+    emulator.force_fault("drop")
+    with pytest.raises(TransientError):
+        send(client)
+
+    result = send(client, rows=[["9876543211", "Ravi", 2, ""]])
+
+    assert result.transaction_id == api_requests(emulator)[1]["transactionId"]
+
+
+def test_each_call_logs_one_line_without_the_key(emulator, client, caplog):
+    caplog.set_level(logging.INFO, logger="leadhub.cloudagent")
+    result = send(client)
+    with pytest.raises(CampaignError):
+        send(client, campaign_name="No_Such", rows=[ROW, ROW])
+
+    lines = [record for record in caplog.records if record.name == "leadhub.cloudagent"]
+    assert [record.levelno for record in lines] == [logging.INFO, logging.WARNING]
+    assert re.fullmatch(
+        rf"add_bulk_data campaign='Demo_Outbound' rows=1 outcome=queued transactionId={result.transaction_id}"
+        r" elapsed=\d+\.\d{3}s",
+        lines[0].getMessage(),
+    )
+    assert re.fullmatch(
+        r"add_bulk_data campaign='No_Such' rows=2"
+        r" outcome=CampaignError: Invalid Campaign Name \(HTTP 200\) elapsed=\d+\.\d{3}s",
+        lines[1].getMessage(),
+    )
+    assert API_KEY not in caplog.text
+
+
+def _provoke_fault(fault, **settings):
+    def provoke(emulator, client):
+        emulator.configure(**settings)
+        emulator.force_fault(fault)
+        send(client)
+
+    return provoke
+
+
+SECRET_CASES = {
+    "wrong userName": lambda emulator, client: send(make_client(emulator.url, user_name="nobody")),
+    "userName empty": lambda emulator, client: send(make_client(emulator.url, user_name="")),
+    "unknown campaign": lambda emulator, client: send(client, campaign_name="No_Such"),
+    "campaignName empty": lambda emulator, client: send(client, campaign_name=""),
+    "invalid data": lambda emulator, client: send(client, rows=[]),
+    "rate limited": _provoke_fault("rate_limit"),
+    "server error": _provoke_fault("error"),
+    "non-JSON": _provoke_fault("non_json"),
+    "dropped": _provoke_fault("drop"),
+    "read timeout": lambda emulator, client: _provoke_fault("slow", slow_seconds=3.0)(
+        emulator, make_client(emulator.url, read_timeout=0.3)
+    ),
+    "refused": lambda emulator, client: send(make_client(f"http://127.0.0.1:{closed_port()}")),
+}
+
+
+@pytest.mark.parametrize("provoke", SECRET_CASES.values(), ids=SECRET_CASES.keys())
+def test_the_api_key_appears_in_no_error_and_no_log(emulator, client, caplog, provoke):
+    caplog.set_level(logging.DEBUG)
+
+    with pytest.raises(CloudAgentError) as caught:
+        provoke(emulator, client)
+
+    assert_secret_absent(caught.value, caplog, API_KEY)
+    assert API_KEY not in repr(client)
+
+
+def test_a_wrong_api_key_does_not_appear_either(emulator, caplog):
+    caplog.set_level(logging.DEBUG)
+    client = make_client(emulator.url, api_key="wrong-key-9876543210")
+
+    with pytest.raises(AuthenticationError) as caught:
+        send(client)
+
+    assert_secret_absent(caught.value, caplog, "wrong-key-9876543210")
+    assert "wrong-key-9876543210" not in repr(client)
