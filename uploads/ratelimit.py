@@ -25,10 +25,15 @@ from django.conf import settings
 
 logger = logging.getLogger("leadhub.ratelimit")
 
-# Times are integer microseconds of Redis TIME: exact in a Lua (double) number, and Lua numbers are written with
-# %d because Lua's own tostring keeps only 14 significant digits.
+# Times are integer microseconds of Redis TIME: exact in a Lua (double) number. Lua numbers are written with %d,
+# because Lua's own tostring keeps only 14 significant digits.
+_NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+"""
+
 _NEXT_SLOT = """
-local function next_slot(state_key, grants_key, now, interval, span, limit)
+local function next_slot(state_key, grants_key, interval, span, limit)
     local at = now
     local hold = tonumber(redis.call('HGET', state_key, 'hold'))
     if hold and hold > at then
@@ -45,15 +50,14 @@ local function next_slot(state_key, grants_key, now, interval, span, limit)
     end
     return at, count
 end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 """
 
 _TRY_ACQUIRE = (
-    _NEXT_SLOT
+    _NOW
+    + _NEXT_SLOT
     + """
-local interval, span, limit, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local at = next_slot(KEYS[1], KEYS[2], now, interval, span, limit)
+local span, ttl = tonumber(ARGV[2]), tonumber(ARGV[4])
+local at = next_slot(KEYS[1], KEYS[2], tonumber(ARGV[1]), span, tonumber(ARGV[3]))
 if at > now then
     return {at - now, now}
 end
@@ -68,21 +72,23 @@ return {0, now}
 )
 
 _STATUS = (
-    _NEXT_SLOT
+    _NOW
+    + _NEXT_SLOT
     + """
-local at, count = next_slot(KEYS[1], KEYS[2], now, tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+local at, count = next_slot(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
 return {count, at - now}
 """
 )
 
-_PUSH_BACK = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+_PUSH_BACK = (
+    _NOW
+    + """
 local bound = math.max(now + tonumber(ARGV[1]), tonumber(redis.call('HGET', KEYS[1], 'hold')) or 0)
 redis.call('HSET', KEYS[1], 'hold', string.format('%d', bound))
+-- the hold must outlive its bound, and a grant's state its window
 redis.call('PEXPIRE', KEYS[1], math.ceil((bound - now) / 1000) + tonumber(ARGV[2]))
-return bound
 """
+)
 
 
 class SlotTimeout(Exception):
@@ -128,6 +134,7 @@ class SlotPacer:
         span = window_seconds * (1 + margin)
         # Rounded up, so rounding can only make the pacer stricter.
         self._rule = [math.ceil(self.interval * 1e6), math.ceil(span * 1e6), requests_per_window]
+        # A tenth over the window: the keys outlive every grant that still counts, then go.
         self._ttl_ms = math.ceil(span * 1100)
         self._try_acquire = redis.register_script(_TRY_ACQUIRE)
         self._status = redis.register_script(_STATUS)
