@@ -188,9 +188,7 @@ def test_build_rows_rejects_names_with_other_characters_and_names_them(name, nam
 
 
 def test_row_length_counts_each_header_and_the_text_of_its_cell():
-    assert row_length(["PhoneNumber", "Name", "Priority"], ["9876543210", "", 5]) == (11 + 10) + (4 + 0) + (
-        8 + 1
-    )
+    assert row_length(["PhoneNumber", "Name", "Priority"], ["9876543210", "", 5]) == (11 + 10) + (4 + 0) + (8 + 1)
     assert row_length(["PhoneNumber", "Name"], ["9876543210", None]) == 11 + 10 + 4
 
 
@@ -211,9 +209,7 @@ def test_build_rows_rejects_a_row_one_character_over_the_maximum():
     built = build_rows(["PhoneNumber", "Name"], [("k", _record_of_length(MAX_ROW_CHARS + 1))])
 
     assert built.rows == []
-    assert (
-        built.rejected[0].reason == "row is 2001 characters with its headers; CloudAgent allows at most 2000"
-    )
+    assert built.rejected[0].reason == "row is 2001 characters with its headers; CloudAgent allows at most 2000"
 
 
 def test_build_rows_gives_every_reason_a_record_fails():
@@ -348,9 +344,7 @@ ACCEPTED = {
         (429, "Too Many Requests", RateLimitedError, False),
     ],
 )
-def test_answers_beyond_the_documented_ones_are_classified(
-    canned, canned_client, status, body, error_class, ambiguous
-):
+def test_answers_beyond_the_documented_ones_are_classified(canned, canned_client, status, body, error_class, ambiguous):
     canned.answer(status, body)
 
     with pytest.raises(CloudAgentError) as caught:
@@ -417,9 +411,7 @@ def test_a_session_passed_in_is_used_and_left_open(canned):
 
     session = requests.Session()
     canned.answer(200, ACCEPTED)
-    client = CloudAgentClient(
-        base_url=canned.url + "/", user_name="demo_user", api_key=API_KEY, session=session
-    )
+    client = CloudAgentClient(base_url=canned.url + "/", user_name="demo_user", api_key=API_KEY, session=session)
 
     _send_one(client)
     client.close()
@@ -489,9 +481,7 @@ def test_an_echoed_api_key_is_kept_out_of_an_accepted_result(canned, canned_clie
 
 def test_an_echoed_api_key_is_redacted_in_its_form_encoded_spelling_too(canned, caplog):
     caplog.set_level(logging.DEBUG)
-    canned.answer(
-        200, {"status": "error", "message": "Bad apiKey demo+key/01", "echo": "apiKey=demo%2Bkey%2F01"}
-    )
+    canned.answer(200, {"status": "error", "message": "Bad apiKey demo+key/01", "echo": "apiKey=demo%2Bkey%2F01"})
     client = CloudAgentClient(base_url=canned.url, user_name="demo_user", api_key="demo+key/01")
 
     with pytest.raises(UnexpectedResponseError) as caught:
@@ -535,9 +525,7 @@ def test_results_and_constants_are_as_documented():
 ROW = ["9876543210", "Asha Rao", 5, "2025-03-31"]
 
 
-def make_client(
-    url: str, *, user_name: str = "demo_user", api_key: str = API_KEY, **options
-) -> CloudAgentClient:
+def make_client(url: str, *, user_name: str = "demo_user", api_key: str = API_KEY, **options) -> CloudAgentClient:
     client = CloudAgentClient(base_url=url, user_name=user_name, api_key=api_key, **options)
     client.session.trust_env = False  # loopback: never through a proxy from the environment
     return client
@@ -550,9 +538,7 @@ def client(emulator):
 
 
 def send(client, campaign_name="Demo_Outbound", rows=(ROW,), column_map=MAP, **options):
-    return client.add_bulk_data(
-        campaign_name=campaign_name, column_map=column_map, rows=list(rows), **options
-    )
+    return client.add_bulk_data(campaign_name=campaign_name, column_map=column_map, rows=list(rows), **options)
 
 
 def api_requests(emulator) -> list[dict]:
@@ -591,9 +577,7 @@ DOCUMENTED_REFUSALS = [
     [case[1:] for case in DOCUMENTED_REFUSALS],
     ids=[case[0] for case in DOCUMENTED_REFUSALS],
 )
-def test_each_documented_refusal_raises_its_error(
-    emulator, error_status, account, call, error_class, message
-):
+def test_each_documented_refusal_raises_its_error(emulator, error_status, account, call, error_class, message):
     emulator.configure(error_status=error_status)
     client = make_client(emulator.url, **account)
 
@@ -609,9 +593,7 @@ def test_each_documented_refusal_raises_its_error(
 
 
 def test_the_request_is_form_encoded_with_every_documented_field(emulator, client):
-    send(
-        client, check_duplicate=True, start=True, callback_url="http://127.0.0.1:9/cloudagent/callback/s3cr3t"
-    )
+    send(client, check_duplicate=True, start=True, callback_url="http://127.0.0.1:9/cloudagent/callback/s3cr3t")
     send(client, rows=[["9876543211", "Ravi", "", ""]], is_delete=True)
 
     first, second = api_requests(emulator)

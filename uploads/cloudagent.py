@@ -260,9 +260,7 @@ class CloudAgentClient:
         except CloudAgentError as exc:
             self._log(logging.WARNING, campaign_name, len(rows), f"{type(exc).__name__}: {exc}", started)
             raise
-        self._log(
-            logging.INFO, campaign_name, len(rows), f"queued transactionId={result.transaction_id}", started
-        )
+        self._log(logging.INFO, campaign_name, len(rows), f"queued transactionId={result.transaction_id}", started)
         return result
 
     def _post(self, form: dict) -> AddBulkDataResult:
@@ -308,8 +306,7 @@ class CloudAgentClient:
             if 200 <= status < 300:
                 refused = provider_status in _REFUSED_STATUSES
                 raise UnexpectedResponseError(
-                    message
-                    or f"unrecognised answer from CloudAgent (status {provider_status or 'missing'!r})",
+                    message or f"unrecognised answer from CloudAgent (status {provider_status or 'missing'!r})",
                     status_code=status,
                     body=body,
                     ambiguous=not refused,
@@ -324,12 +321,8 @@ class CloudAgentClient:
                 "CloudAgent's answer is JSON but not an object", status_code=status, body=body, ambiguous=True
             )
         if 200 <= status < 300:
-            raise TransientError(
-                "CloudAgent's answer is not JSON", status_code=status, body=body, ambiguous=True
-            )
-        raise TransientError(
-            "unexpected HTTP status from CloudAgent", status_code=status, body=body, ambiguous=False
-        )
+            raise TransientError("CloudAgent's answer is not JSON", status_code=status, body=body, ambiguous=True)
+        raise TransientError("unexpected HTTP status from CloudAgent", status_code=status, body=body, ambiguous=False)
 
     def _redact(self, text: str) -> str:
         """Remove the API key from text that came back to us, in case a server or proxy echoes the request."""
@@ -415,9 +408,7 @@ def _json_object(content: bytes) -> dict | None:
 
 def _may_have_been_sent(err: requests.RequestException) -> bool:
     """False only when the failure provably happened before the request left us (see TransientError)."""
-    if isinstance(
-        err, requests.ConnectTimeout | requests.exceptions.SSLError | requests.exceptions.ProxyError
-    ):
+    if isinstance(err, requests.ConnectTimeout | requests.exceptions.SSLError | requests.exceptions.ProxyError):
         return False
     cause = err.args[0] if err.args else None
     reason = getattr(cause, "reason", None)  # urllib3's MaxRetryError carries the underlying failure
@@ -456,9 +447,7 @@ class BuiltRows:
     rejected: list[RowRejection] = field(default_factory=list)
 
 
-def build_rows(
-    column_map: Sequence[str], records: Iterable[tuple[object, Mapping[str, object]]]
-) -> BuiltRows:
+def build_rows(column_map: Sequence[str], records: Iterable[tuple[object, Mapping[str, object]]]) -> BuiltRows:
     """Row building before any request is spent: map each record's values into the campaign's column order
     (a column the record lacks -> ""), Priority as a JSON number (int; empty -> ""), dates/datetimes as
     YYYY-MM-DD, everything else as str (None -> "").
@@ -483,9 +472,7 @@ def build_rows(
                 problems.append(problem)
         length = row_length(column_map, row)
         if length > MAX_ROW_CHARS:
-            problems.append(
-                f"row is {length} characters with its headers; CloudAgent allows at most {MAX_ROW_CHARS}"
-            )
+            problems.append(f"row is {length} characters with its headers; CloudAgent allows at most {MAX_ROW_CHARS}")
         if problems:
             built.rejected.append(RowRejection(key=key, reason="; ".join(problems)))
         else:
@@ -502,8 +489,7 @@ def row_length(column_map: Sequence[str], row: Sequence) -> int:
     commas and escapes are not counted; they are the transport's, not the row's. A priority of 5 counts 1.
     """
     return sum(
-        len(header) + len("" if value is None else str(value))
-        for header, value in zip(column_map, row, strict=True)
+        len(header) + len("" if value is None else str(value)) for header, value in zip(column_map, row, strict=True)
     )
 
 
