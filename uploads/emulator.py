@@ -39,11 +39,12 @@ from email import policy
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, quote_plus, urlencode
 
 API_PATH = "/cloudAgentRestAPI/index.php/AddCampaignBulkDataV4/addBulkData/format/json"
 DEFAULT_CONFIG = Path(__file__).with_name("emulator_demo.json")
 USER_AGENT = "cloudagent-emulator"
+REDACTED = "[redacted]"
 # Asia/Kolkata has been UTC+05:30 without DST since 1945: a fixed offset needs no tzdata on the host.
 KOLKATA = timezone(timedelta(hours=5, minutes=30), "IST")
 PROVIDER_TIME = "%Y-%m-%d %H:%M:%S"  # contract, callback: startDateTime / endDateTime
@@ -456,6 +457,15 @@ class Emulator:
         with self._lock:
             return {name: view() for name, view in views.items() if not sections or name in sections}
 
+    def inspect_json(self, sections: list[str] | None = None) -> bytes:
+        """inspect() as JSON with every configured apiKey blotted out, wherever a client may have put one (a
+        misnamed field, a callBackUrl's query)."""
+        text = json.dumps(self.inspect(sections))
+        for key in self._api_keys:
+            for form in {json.dumps(key)[1:-1], quote(key, safe=""), quote_plus(key)}:
+                text = text.replace(form, REDACTED)
+        return text.encode()
+
     def _accounts_view(self) -> list[dict]:
         return [
             {
@@ -655,19 +665,16 @@ class Emulator:
         record.update(http_status=status, answer=page.decode())
         return Reply(status=status, body=page, content_type="text/html; charset=UTF-8")
 
-    def _shown_fields(self, fields: dict[str, object]) -> dict[str, object]:
-        """The fields for inspection, without bulkData (see "map" and "rows") and never an apiKey, whatever field
-        it was sent in (a misspelt "apikey" included)."""
+    @staticmethod
+    def _shown_fields(fields: dict[str, object]) -> dict[str, object]:
+        """The fields for inspection: no bulkData (see "map" and "rows"), and no apiKey value, even a wrong one or
+        one sent under a misspelt name (inspect_json also blots out the configured keys anywhere)."""
         shown = {}
         for name, value in fields.items():
             if name == "bulkData":
                 continue
             text = _text(value)
-            if text and re.sub(r"[^a-z]", "", name.lower()) == "apikey":
-                text = "[redacted]"
-            for key in self._api_keys:
-                text = text.replace(key, "[redacted]")
-            shown[name] = text
+            shown[name] = REDACTED if text and re.sub(r"[^a-z]", "", name.lower()) == "apikey" else text
         return shown
 
     # --- Processing (the lock is held) ----------------------------------------------------------------------
@@ -944,6 +951,8 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "cloudagent-emulator"
     sys_version = ""
+    # Headers and body go out in two writes: without TCP_NODELAY, Nagle and delayed ACKs add 40 ms to each answer.
+    disable_nagle_algorithm = True
 
     @property
     def emulator(self) -> Emulator:
@@ -966,7 +975,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_emulator/inspect":
             sections = [name for name in parse_qs(query).get("sections", [""])[0].split(",") if name]
             try:
-                self._send_json(200, self.emulator.inspect(sections))
+                self._send(200, "application/json", self.emulator.inspect_json(sections))
             except ValueError as exc:
                 self._send_json(400, {"error": str(exc)})
         elif path.startswith("/files/"):
@@ -1046,6 +1055,11 @@ class EmulatorServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], emulator: Emulator):
         super().__init__(address, Handler)
         self.emulator = emulator
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that hung up (a timed-out slow answer) is the client's business, not an emulator error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 # --- Configuration and entry points -----------------------------------------------------------------------------
