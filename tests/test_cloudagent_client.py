@@ -7,7 +7,10 @@ from a proxy, a redirect, an echoed API key) come from a canned HTTP server in t
 import json
 import logging
 import re
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import traceback
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -743,6 +746,32 @@ def test_a_refused_connection_is_not_ambiguous():
 
     assert (caught.value.ambiguous, caught.value.retryable, caught.value.status_code) == (False, True, None)
     assert "could not connect" in caught.value.message
+
+
+def test_a_certificate_that_does_not_verify_is_not_ambiguous(tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a self-signed certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    server = CannedServer()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.server.socket = context.wrap_socket(server.server.socket, server_side=True)
+    client = make_client(server.url.replace("http://", "https://"))
+
+    with pytest.raises(TransientError) as caught:
+        send(client)
+
+    assert (caught.value.ambiguous, caught.value.retryable) == (False, True)
+    assert "CERTIFICATE_VERIFY_FAILED" in caught.value.message
+    assert server.requests == []
+    client.close()
+    server.close()
 
 
 # The client cannot tell an answer lost before the queue from one lost after it: both readings are ambiguous.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import ssl
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -141,7 +142,9 @@ class TransientError(CloudAgentError):
     `ambiguous` says whether CloudAgent may already have queued it, and follows one rule: the request is
     ambiguous once its bytes may have reached the server and no answer told us what became of them.
 
-    - Connection refused, connect timeout, DNS or TLS failure: the request never left us -> not ambiguous.
+    - Connection refused, connect timeout, DNS failure, a certificate that does not verify, a proxy we could
+      not reach: the request never left us -> not ambiguous. Other TLS errors reach us the same way whether they
+      struck in the handshake or in the middle of the answer -> ambiguous.
     - Read timeout, or the connection dropped after the request was sent: CloudAgent may have queued it and
       lost only the answer -> ambiguous.
     - HTTP 5xx: ambiguous. A 502/504 comes from a proxy that gave up waiting for a CloudAgent which may still
@@ -408,10 +411,13 @@ def _json_object(content: bytes) -> dict | None:
 
 def _may_have_been_sent(err: requests.RequestException) -> bool:
     """False only when the failure provably happened before the request left us (see TransientError)."""
-    if isinstance(err, requests.ConnectTimeout | requests.exceptions.SSLError | requests.exceptions.ProxyError):
-        return False
+    if isinstance(err, requests.ConnectTimeout | requests.exceptions.ProxyError):
+        return False  # urllib3 raises ProxyError only before it has reached the proxy
     cause = err.args[0] if err.args else None
     reason = getattr(cause, "reason", None)  # urllib3's MaxRetryError carries the underlying failure
+    if isinstance(err, requests.exceptions.SSLError):
+        # Certificate verification happens in the handshake, before a byte of the request is written.
+        return not (reason is not None and reason.args and isinstance(reason.args[0], ssl.SSLCertVerificationError))
     # NewConnectionError (refused, unreachable, DNS) is a ConnectTimeoutError in urllib3 2.
     return not isinstance(reason, ConnectTimeoutError)
 
