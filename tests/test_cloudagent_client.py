@@ -46,6 +46,7 @@ MAP = ["PhoneNumber", "Name", "Priority", "ExpiryDate"]
 # --- build_rows ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.smoke
 def test_build_rows_maps_values_into_the_campaigns_column_order():
     column_map = ["PhoneNumber", "Name", "Priority", "ExpiryDate", "AgentId", "skill", "City"]
     record = {
