@@ -1,9 +1,17 @@
-"""Test settings: production settings with a throwaway key and a Redis database the tests own (they flush it).
-Set in os.environ so the workers and servers the tests start as subprocesses inherit them."""
+"""Test settings: production settings with a throwaway key, and a database and Redis db of the run's own (the
+tests flush Redis), so two test runs on one machine never trample each other. Set in os.environ so the workers
+and servers the tests start as subprocesses inherit them."""
 
 import os
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("REDIS_URL", f"redis://127.0.0.1:6379/{8 + os.getpid() % 8}")
 
 from leadhub.settings import *  # noqa: E402,F403
+from leadhub.settings import BASE_DIR, DATABASES  # noqa: E402
+
+_RUN = os.environ.setdefault("LEADHUB_TEST_RUN", str(os.getpid()))
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-leadhub-{_RUN}.sqlite3")}
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_leadhub_{_RUN}"}

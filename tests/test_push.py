@@ -2,12 +2,14 @@
 
 Real Redis and the emulator over HTTP, with the limits shrunk (tests/fixtures/push.py)."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import django_rq
 import pytest
 from django.conf import settings
 from django.core.management import call_command
@@ -30,6 +32,8 @@ def requests_seen(emulator, campaign=None) -> list[dict]:
 
 
 def emulator_phones(emulator, campaign: str) -> list[str]:
+    """What the campaign holds once the emulator has processed every request it accepted."""
+    emulator.process_now()
     return [lead["PhoneNumber"] for lead in emulator.inspect()["leads"].get(campaign, [])]
 
 
@@ -68,11 +72,12 @@ def test_a_push_is_cut_into_batches_of_500_and_every_lead_reaches_cloudagent_onc
     assert rate_limit_answers(push_emulator) == 0
 
 
-def test_leads_our_checks_refuse_become_invalid_and_take_no_slot(push_account, campaign, make_leads, push_emulator):
-    campaign.column_map = ["PhoneNumber", "Name", "Notes"]
-    campaign.save()
+def test_leads_our_checks_refuse_become_invalid_and_take_no_slot(push_account, make_leads, push_emulator):
+    campaign = Campaign.objects.create(
+        account=push_account, name="Demo_Notes", column_map=["PhoneNumber", "Name", "Notes"]
+    )
     header_chars = len("PhoneNumber") + 10 + len("Name") + len("Notes")
-    make_leads(3)
+    make_leads(3, campaign=campaign)
     fits, too_long, ok = Lead.objects.order_by("pk")
     fits.name = ""
     fits.extra = {"Notes": "x" * (2000 - header_chars)}
@@ -88,9 +93,7 @@ def test_leads_our_checks_refuse_become_invalid_and_take_no_slot(push_account, c
     assert too_long.status == Status.INVALID and "2000" in too_long.status_reason
     assert too_long.upload_transaction is None
     dispatcher.account_dispatch(account_id=push_account.pk)
-    assert sorted(emulator_phones(push_emulator, "Demo_Outbound")) == sorted(
-        [fits.phone_number[3:], ok.phone_number[3:]]
-    )
+    assert sorted(emulator_phones(push_emulator, "Demo_Notes")) == sorted([fits.phone_number[3:], ok.phone_number[3:]])
 
 
 def test_leads_in_other_states_are_reported_not_pushed(push_account, campaign, make_leads):
@@ -105,8 +108,6 @@ def test_leads_in_other_states_are_reported_not_pushed(push_account, campaign, m
 def test_push_new_leads_command_prints_counts_and_eta(push_account, campaign, make_leads, capsys):
     make_leads(12)
     call_command("push_leads", "--campaign", campaign.name, "--json")
-    import json
-
     printed = json.loads(capsys.readouterr().out)
     assert printed["leads"] == 12 and printed["batches"] == 1 and printed["eta_seconds"] >= 0
 
@@ -149,7 +150,6 @@ def test_a_dropped_connection_is_resent_with_check_duplicate_and_nothing_doubles
 
     batch = UploadTransaction.objects.get()
     assert (batch.state, batch.ambiguous_attempts) == (State.QUEUED, 1)
-    push_emulator.process_now()
     phones = emulator_phones(push_emulator, "Demo_Outbound")
     assert len(phones) == len(set(phones)) == 20, "the dropped request was queued; the re-send must not double it"
 
@@ -279,7 +279,6 @@ def test_a_dispatcher_killed_mid_send_is_recovered_without_losing_or_doubling_le
     batch = UploadTransaction.objects.get()
     assert (batch.state, batch.ambiguous_attempts) == (State.QUEUED, 1)
     assert requests_seen(push_emulator)[-1]["fields"]["checkDuplicate"] == "true"
-    push_emulator.process_now()
     phones = emulator_phones(push_emulator, "Demo_Outbound")
     assert len(phones) == len(set(phones)) == 25
     assert Lead.objects.filter(status=Status.SENT).count() == 25
@@ -288,22 +287,20 @@ def test_a_dispatcher_killed_mid_send_is_recovered_without_losing_or_doubling_le
 def test_the_watchdog_restarts_dispatch_for_orphaned_batches(push_account, campaign, make_leads, redis_conn):
     make_leads(5)
     push_all(campaign)
+    push_queue = django_rq.get_queue("push")
+    push_queue.empty()  # the worker that took the dispatcher job died with it
     UploadTransaction.objects.update(state=State.SENDING)
 
     started = dispatcher.push_watchdog()
 
     assert started == [push_account.pk]
-    import django_rq
-
-    queued = django_rq.get_queue("push").jobs
+    queued = push_queue.jobs
     assert [job.func_name for job in queued] == ["uploads.jobs.account_dispatch_job"]
     assert queued[0].args == (push_account.pk,)
 
 
 def test_dispatch_jobs_run_by_a_real_worker(push_account, campaign, make_leads, push_emulator, redis_conn):
     """The path production takes: the push enqueues on commit, an RQ worker runs the dispatcher."""
-    import django_rq
-
     make_leads(15)
     push_all(campaign)  # outside a transaction here, so on_commit ran: a job is queued
     assert len(django_rq.get_queue("push").jobs) == 1
