@@ -424,7 +424,8 @@ class _LeadFileImport:
         self.width = len(sheet.header)
         self.seen: dict[str, int] = {}
         self.today = timezone.localdate()
-        self.writer = _PostgresWriter if connection.vendor == "postgresql" else _SqlWriter
+        leads = _PostgresLeads if connection.vendor == "postgresql" else _SqlLeads
+        self.leads = leads(campaign.pk, lead_import_id, with_extra=campaign.update_existing_on_import)
         index = self.mapping.index
         self.extras = [(h, i) for h, i in index.items() if h not in _FIELD_OF and h != "PhoneNumber"]
         self.update_fields = [_FIELD_OF[h] for h in index if h in _FIELD_OF] + (["extra"] if self.extras else [])
@@ -517,7 +518,7 @@ class _LeadFileImport:
         """Sort a chunk into new, updated and duplicate rows against the campaign, and write it unless dry."""
         update_existing = self.campaign.update_existing_on_import
         with nullcontext() if self.dry_run else transaction.atomic():
-            existing = self._existing([row.phone for row in chunk], with_extra=update_existing)
+            existing = self.leads.existing([row.phone for row in chunk])
             new, updates = [], []
             for row in chunk:
                 found = existing.get(row.phone)
@@ -530,15 +531,14 @@ class _LeadFileImport:
                 else:
                     self._duplicate(row.line, row.phone, "already in the campaign")
             if not self.dry_run:
-                writer = self.writer(self.campaign.pk, self.lead_import_id)
-                inserted = writer.insert([row.values for row in new]) if new else set()
+                inserted = self.leads.insert([row.values for row in new]) if new else set()
                 # Only PostgreSQL can lose a race here: SQLite's IMMEDIATE transaction holds the write lock since
                 # the lookup above.
                 lost = [row for row in new if row.phone not in inserted]
                 for row in lost:
                     self._duplicate(row.line, row.phone, "already in the campaign")
                 new = [row for row in new if row.phone in inserted] if lost else new
-                updated = writer.update(self.update_fields, updates) if updates else 0
+                updated = self.leads.update(self.update_fields, updates) if updates else 0
                 self.report.duplicates += len(updates) - updated
             else:
                 updated = len(updates)
@@ -549,33 +549,34 @@ class _LeadFileImport:
             if self.progress:
                 self.progress(lines_read)
 
-    def _existing(self, phones: list[str], *, with_extra: bool) -> dict[str, tuple[str, dict]]:
-        if not phones:
-            return {}
-        fields = ("phone_number", "status", "extra") if with_extra else ("phone_number", "status")
-        found = Lead.objects.filter(campaign_id=self.campaign.pk, phone_number__in=phones).values_list(*fields)
-        return {phone: (status, extra[0] if extra else None) for phone, status, *extra in found}
-
 
 def _columns(*names: str) -> list[str]:
     return [connection.ops.quote_name(Lead._meta.get_field(name).column) for name in names]
 
 
-class _SqlWriter:
-    """Writes a chunk with multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING (SQLite 3.35+, PostgreSQL)."""
+class _SqlLeads:
+    """The campaign's leads as an import sees them, a chunk at a time: which numbers it has, and the writes, with
+    multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING (SQLite 3.35+)."""
 
     BATCH = 500
     # Columns after the row's own: status, status_reason, source, lead_import, created_at, updated_at, campaign.
     FIXED = ("status", "status_reason", "source", "lead_import", "created_at", "updated_at", "campaign")
 
-    def __init__(self, campaign_id: int, lead_import_id: int | None):
+    def __init__(self, campaign_id: int, lead_import_id: int | None, *, with_extra: bool):
         self.campaign_id = campaign_id
+        self.with_extra = with_extra
         now = connection.ops.adapt_datetimefield_value(timezone.now())
         self.now = now
         self.fixed = (LeadStatus.NEW.value, "", Lead.Source.IMPORT.value, lead_import_id, now, now, campaign_id)
         self.table = connection.ops.quote_name(Lead._meta.db_table)
         self.conflict = ", ".join(_columns("campaign", "phone_number"))
         self.phone_column = _columns("phone_number")[0]
+
+    def existing(self, phones: list[str]) -> dict[str, tuple[str, dict | None]]:
+        """phone -> (status, extra if the campaign updates existing leads) for the numbers the campaign has."""
+        fields = ("phone_number", "status", "extra") if self.with_extra else ("phone_number", "status")
+        found = Lead.objects.filter(campaign_id=self.campaign_id, phone_number__in=phones).values_list(*fields)
+        return {phone: (status, extra[0] if extra else None) for phone, status, *extra in found}
 
     def _adapt(self, values: tuple) -> tuple:
         phone, name, priority, expiry, agent_id, skill, extra, line = values
@@ -623,11 +624,23 @@ class _SqlWriter:
             return cursor.rowcount
 
 
-class _PostgresWriter(_SqlWriter):
+class _PostgresLeads(_SqlLeads):
     """COPY into a TEMP table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING: ~8x faster than
-    row inserts into the indexed leads table (perf-notes.md, Import)."""
+    row inserts into the indexed leads table (perf-notes.md, Import). Lookups bind the chunk's numbers as one
+    array: an IN list of 5,000 parameters costs more to build and bind than to run."""
 
     TEMP = "leadhub_import_rows"
+
+    def existing(self, phones: list[str]) -> dict[str, tuple[str, dict | None]]:
+        columns = _columns("phone_number", "status", "extra") if self.with_extra else _columns("phone_number", "status")
+        campaign, phone = _columns("campaign", "phone_number")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {', '.join(columns)} FROM {self.table} WHERE {campaign} = %s AND {phone} = ANY(%s)",
+                [self.campaign_id, phones],
+            )
+            # Django reads jsonb as text (its JSONField decodes); so does this raw query.
+            return {phone: (status, json.loads(extra[0]) if extra else None) for phone, status, *extra in cursor}
 
     def insert(self, rows: list[tuple]) -> set[str]:
         columns = ", ".join(_columns(*_ROW_FIELDS))
