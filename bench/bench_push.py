@@ -83,6 +83,17 @@ def run(report) -> None:
         f"pace / ceiling ({PER_WINDOW} per {WINDOW:g} s; target >= 0.93)",
         round(pace / (PER_WINDOW / WINDOW), 3),
     )
+    arrivals = sorted(r["monotonic"] for r in sent)
+    tightest = min(b - a for a, b in zip(arrivals, arrivals[PER_WINDOW:], strict=False))
+    report(
+        "push", f"tightest span of {PER_WINDOW + 1} consecutive arrivals (s; must be > {WINDOW:g})", round(tightest, 3)
+    )
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    report("push", "arrival gaps min / max (s)", f"{min(gaps):.3f} / {max(gaps):.3f}")
+    if limited:
+        report(
+            "push", "rate-limited request numbers", str([r["id"] for r in sent if r.get("outcome") == "rate_limited"])
+        )
     report("push", "leads received by the emulator", len(phones))
     report("push", "duplicates received (must be 0)", len(phones) - len(set(phones)))
     drop_database("leadhub_bench_push")

@@ -137,6 +137,7 @@ CLOUDAGENT_WINDOW_SECONDS = env_float("CLOUDAGENT_WINDOW_SECONDS", 60)
 # Requests are spaced window/limit x (1 + margin) apart, so the provider's clock and network jitter up to
 # margin x window never squeeze a sixth request into its minute.
 CLOUDAGENT_RATE_MARGIN = env_float("CLOUDAGENT_RATE_MARGIN", 0.02)
+CLOUDAGENT_RATE_MIN_SLACK_SECONDS = env_float("CLOUDAGENT_RATE_MIN_SLACK_SECONDS", 0.3)
 CLOUDAGENT_CONNECT_TIMEOUT = env_float("CLOUDAGENT_CONNECT_TIMEOUT", 5)
 CLOUDAGENT_READ_TIMEOUT = env_float("CLOUDAGENT_READ_TIMEOUT", 30)
 CLOUDAGENT_MAX_ATTEMPTS = env_int("CLOUDAGENT_MAX_ATTEMPTS", 6)

@@ -269,3 +269,13 @@ def test_account_pacer_reads_the_settings_and_uses_rqs_redis(settings, redis_con
     slots = account_pacer(8, redis_conn)
     assert slots.redis is redis_conn
     assert slots.margin == 0.05
+
+
+def test_a_short_window_keeps_an_absolute_slack_for_jitter(settings, redis_conn):
+    settings.CLOUDAGENT_REQUESTS_PER_WINDOW = 5
+    settings.CLOUDAGENT_WINDOW_SECONDS = 6
+    settings.CLOUDAGENT_RATE_MARGIN = 0.02
+    settings.CLOUDAGENT_RATE_MIN_SLACK_SECONDS = 0.3
+    slots = account_pacer(9, redis_conn)
+    # five intervals span the window plus the slack, not plus 2% of it (0.12 s)
+    assert slots.interval * 5 == pytest.approx(6.3)

@@ -196,16 +196,20 @@ class SlotPacer:
 
 
 def account_pacer(account_id: int, redis_conn: redis.Redis | None = None) -> SlotPacer:
-    """The pacer every worker shares for one CloudAgent account, on RQ's Redis unless given a connection."""
+    """The pacer every worker shares for one CloudAgent account, on RQ's Redis unless given a connection.
+
+    The margin is at least CLOUDAGENT_RATE_MIN_SLACK_SECONDS over the window: the jitter between our grant and the
+    provider's clock does not shrink with the window, and a shrunk test window would otherwise leave it none."""
     if redis_conn is None:
         # django_rq reads Django settings when imported; importing it here keeps this module usable without them.
         import django_rq
 
         redis_conn = django_rq.get_connection("default")
+    window = settings.CLOUDAGENT_WINDOW_SECONDS
     return SlotPacer(
         redis_conn,
         f"leadhub:pacer:account:{account_id}",
         requests_per_window=settings.CLOUDAGENT_REQUESTS_PER_WINDOW,
-        window_seconds=settings.CLOUDAGENT_WINDOW_SECONDS,
-        margin=getattr(settings, "CLOUDAGENT_RATE_MARGIN", 0.02),
+        window_seconds=window,
+        margin=max(settings.CLOUDAGENT_RATE_MARGIN, settings.CLOUDAGENT_RATE_MIN_SLACK_SECONDS / window),
     )
