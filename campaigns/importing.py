@@ -150,26 +150,24 @@ def _detect_encoding(path: Path) -> tuple[str, int]:
     """UTF-8 (with or without BOM) if every byte of the file decodes as UTF-8, else Windows-1252, else Latin-1
     (which decodes anything). The whole file is checked, in one cheap pass, so a stray byte on line 90,000 cannot
     stop the import half-way. Also returns the number of lines, as the progress bar's estimate."""
-    candidates = ["utf-8", "cp1252"]
-    lines = 0
     with path.open("rb") as f:
         head = f.read(3)
-        f.seek(0)
-        for encoding in candidates:
+        for encoding in ("utf-8", "cp1252"):
             decoder = codecs.getincrementaldecoder(encoding)()
             f.seek(0)
-            lines = 0
+            lines, last = 0, b"\n"
             try:
                 while chunk := f.read(ENCODING_PASS_BYTES):
                     decoder.decode(chunk)
                     lines += chunk.count(b"\n")
+                    last = chunk[-1:]
                 decoder.decode(b"", final=True)
             except UnicodeDecodeError:
                 continue
             if encoding == "utf-8" and head == codecs.BOM_UTF8:
                 encoding = "utf-8-sig"
-            return encoding, lines + 1
-    return "latin-1", lines + 1
+            return encoding, lines + (last != b"\n")
+    return "latin-1", lines + (last != b"\n")
 
 
 def _sniff_delimiter(sample: str) -> str:
@@ -405,7 +403,7 @@ class _LeadFileImport:
         lead_import_id: int | None,
         dry_run: bool,
         on_reject: Callable[[int, list, str], None] | None,
-        progress: Callable[[int], None] | None,
+        progress: Callable[[int, int], None] | None,
     ):
         self.campaign = campaign
         self.sheet = sheet
@@ -547,7 +545,7 @@ class _LeadFileImport:
             self._listed(new, self.report.new_rows)
             self._listed([row for row, _extra in updates], self.report.updated_rows)
             if self.progress:
-                self.progress(lines_read)
+                self.progress(lines_read, max(lines_read, self.sheet.rows_estimate))
 
 
 def _columns(*names: str) -> list[str]:
@@ -671,10 +669,10 @@ def import_sheet(
     dry_run: bool,
     lead_import_id: int | None = None,
     on_reject: Callable[[int, list, str], None] | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
     """Check and (unless dry_run) write every row of an opened sheet. `on_reject(line, cells, reason)` sees every
-    rejected row; `progress(lines_read)` is called after each chunk, inside its transaction."""
+    rejected row; `progress(lines_read, lines_expected)` is called after each chunk, inside its transaction."""
     return _LeadFileImport(
         campaign=campaign,
         sheet=sheet,

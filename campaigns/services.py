@@ -75,11 +75,18 @@ class LeadImportError(Exception):
     """An import cannot do what was asked in its current state; the message is for the operator."""
 
 
-def lead_import_preview(*, campaign: Campaign, path: str | Path, file_name: str, file_format: str = "") -> ImportReport:
+def lead_import_preview(
+    *,
+    campaign: Campaign,
+    path: str | Path,
+    file_name: str,
+    file_format: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportReport:
     """A dry run over the whole file: every row is checked and looked up in the campaign, and nothing is written,
     not even an import record. Raises ImportFileError for a problem with the file as a whole."""
     with open_sheet(path, detect_format(file_name, file_format)) as sheet:
-        return import_sheet(campaign=campaign, sheet=sheet, dry_run=True)
+        return import_sheet(campaign=campaign, sheet=sheet, dry_run=True, progress=progress)
 
 
 def lead_import_create(
@@ -114,10 +121,10 @@ def lead_import_start(*, lead_import: LeadImport) -> bool:
     return True
 
 
-def lead_import_run(*, lead_import: LeadImport, progress: Callable[[int], None] | None = None) -> ImportReport:
+def lead_import_run(*, lead_import: LeadImport, progress: Callable[[int, int], None] | None = None) -> ImportReport:
     """Runs a pending import to its end. Every chunk commits with its rows_processed, so the admin's progress bar
     moves; a failure marks the import failed and keeps the chunks written, which undo can remove.
-    `progress(lines_read)` is for a caller's own display (the CLI's bar)."""
+    `progress(lines_read, lines_expected)` is for a caller's own display (the CLI's bar)."""
     claimed = LeadImport.objects.filter(pk=lead_import.pk, state=LeadImport.State.PENDING).update(
         state=LeadImport.State.RUNNING, started_at=timezone.now()
     )
@@ -126,10 +133,10 @@ def lead_import_run(*, lead_import: LeadImport, progress: Callable[[int], None] 
         raise LeadImportError(f"Import {lead_import.pk} is {lead_import.state}; only a pending import can run.")
     running = LeadImport.objects.filter(pk=lead_import.pk, state=LeadImport.State.RUNNING)
 
-    def chunk_done(lines: int) -> None:
-        running.update(rows_processed=lines)
+    def chunk_done(lines: int, expected: int) -> None:
+        running.update(rows_processed=lines, rows=expected)
         if progress:
-            progress(lines)
+            progress(lines, expected)
 
     try:
         with (

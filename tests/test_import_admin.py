@@ -1,0 +1,203 @@
+"""The import through the real admin views: upload, preview, confirm, background progress, rejected rows, undo,
+and the export with its formula escaping."""
+
+import csv
+import io
+
+import django_rq
+import openpyxl
+import pytest
+from django.urls import reverse
+from rq import SimpleWorker
+
+import campaigns.importing
+import campaigns.services
+from campaigns.models import Lead, LeadImport
+
+pytestmark = pytest.mark.django_db
+
+IMPORT_URL = reverse("admin:campaigns_lead_import")
+CONFIRM_URL = reverse("admin:campaigns_lead_process_import")
+CSV_FORMAT = "0"  # LeadAdmin.import_formats[0]
+
+
+def upload(client, campaign, path, fmt=CSV_FORMAT):
+    with path.open("rb") as f:
+        return client.post(IMPORT_URL, {"campaign": campaign.pk, "format": fmt, "resource": "0", "import_file": f})
+
+
+def confirm(client, preview):
+    form = preview.context["confirm_form"]
+    return client.post(CONFIRM_URL, {name: form.initial[name] for name in form.fields})
+
+
+@pytest.mark.smoke
+def test_preview_shows_every_row_and_writes_nothing_then_confirm_imports(
+    admin_client, campaign, make_leads, lead_file, import_media
+):
+    make_leads(1)  # +919800000000
+    path = lead_file(
+        [
+            ["9876543210", "Asha", "", ""],
+            ["+91 98000 00000", "Already here", "", ""],
+            ["12345", "Bad number", "", ""],
+            ["9876543211", "José", "200", ""],
+            ["98765-43210", "Again", "", ""],
+        ]
+    )
+    assert "Import leads" in admin_client.get(IMPORT_URL).content.decode()
+
+    preview = upload(admin_client, campaign, path)
+
+    assert preview.status_code == 200
+    page = preview.content.decode()
+    report = preview.context["report"]
+    assert (report.rows, report.imported, report.duplicates, report.rejected) == (5, 1, 2, 2)
+    assert "<td>4</td><td>&#x27;12345&#x27; is not a valid number for region IN</td>" in page
+    assert "<td>5</td><td>Priority &#x27;200&#x27; is not a whole number from 1 to 99</td>" in page
+    assert "<td>6</td><td>+919876543210</td><td>repeats line 2</td>" in page
+    assert "already in the campaign" in page and "Confirm import" in page
+    assert Lead.objects.count() == 1 and not LeadImport.objects.exists()
+
+    done = confirm(admin_client, preview)
+
+    lead_import = LeadImport.objects.get()
+    assert done.url == reverse("admin:campaigns_leadimport_change", args=[lead_import.pk])
+    assert (lead_import.state, lead_import.imported, lead_import.duplicates, lead_import.rejected) == (
+        "completed",
+        1,
+        2,
+        2,
+    )
+    assert lead_import.created_by.username == "admin" and lead_import.file_name == "leads.csv"
+    assert Lead.objects.get(phone_number="+919876543210").lead_import == lead_import
+    page = admin_client.get(done.url).content.decode()
+    assert "5 rows: 1 imported, 2 duplicates, 2 rejected" in page
+    assert "Download rejected rows" in page and 'http-equiv="refresh"' not in page
+    download = admin_client.get(reverse("admin:campaigns_leadimport_rejected", args=[lead_import.pk]))
+    table = list(csv.reader(io.StringIO(b"".join(download.streaming_content).decode("utf-8-sig"))))
+    assert table[0][-2:] == ["line", "reason"] and [row[-2] for row in table[1:]] == ["4", "5"]
+    # The file was confirmed once; a second confirm finds nothing to import.
+    again = confirm(admin_client, preview)
+    assert again.url == IMPORT_URL and LeadImport.objects.count() == 1
+
+
+def test_a_file_level_problem_is_shown_on_the_form(admin_client, campaign, lead_file):
+    preview = upload(admin_client, campaign, lead_file([["Asha"]], header=["Name"]))
+
+    assert "no phone number column" in preview.content.decode()
+    assert "confirm_form" not in preview.context and not LeadImport.objects.exists()
+
+
+def test_a_spreadsheet_goes_through_the_admin_too(admin_client, campaign, lead_file, import_media):
+    path = lead_file([[9876543210.0, "Asha", 5, None]], name="leads.xlsx")
+
+    preview = upload(admin_client, campaign, path, fmt="1")
+    confirm(admin_client, preview)
+
+    assert Lead.objects.get().priority == 5
+
+
+@pytest.mark.smoke
+def test_a_large_file_runs_in_the_background_with_progress(
+    admin_client,
+    campaign,
+    lead_file,
+    import_media,
+    redis_conn,
+    settings,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+):
+    settings.LEADHUB_IMPORT_BACKGROUND_ROWS = 10
+    monkeypatch.setattr(campaigns.importing, "CHUNK_ROWS", 10)
+    seen = []
+    real_import_sheet = campaigns.services.import_sheet
+
+    def watched(**kwargs):
+        if kwargs["dry_run"]:  # the preview
+            return real_import_sheet(**kwargs)
+        progress = kwargs["progress"]
+
+        def recorded(done, expected):
+            progress(done, expected)
+            seen.append(LeadImport.objects.values_list("state", "rows_processed").get())
+
+        return real_import_sheet(**{**kwargs, "progress": recorded})
+
+    monkeypatch.setattr(campaigns.services, "import_sheet", watched)
+    path = lead_file([[f"98765432{i:02d}", f"Lead {i}", "", ""] for i in range(25)])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        done = confirm(admin_client, upload(admin_client, campaign, path))
+
+    lead_import = LeadImport.objects.get()
+    assert (lead_import.state, lead_import.rows) == ("pending", 25)
+    page = admin_client.get(done.url).content.decode()
+    assert 'http-equiv="refresh"' in page and 'value="0"' in page
+    queue = django_rq.get_queue("imports")
+    assert queue.count == 1 and not Lead.objects.exists()
+
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+
+    assert seen == [("running", 10), ("running", 20), ("running", 25)]
+    lead_import.refresh_from_db()
+    assert (lead_import.state, lead_import.rows_processed, lead_import.imported) == ("completed", 25, 25)
+    page = admin_client.get(done.url).content.decode()
+    assert 'http-equiv="refresh"' not in page and 'value="100"' in page and "25 rows: 25 imported" in page
+
+
+def imported(campaign, lead_file, rows):
+    path = lead_file(rows)
+    lead_import = campaigns.services.lead_import_create(campaign=campaign, path=path, file_name=path.name)
+    campaigns.services.lead_import_run(lead_import=lead_import)
+    return lead_import
+
+
+def test_undo_deletes_the_imports_leads_while_all_are_new(admin_client, campaign, make_leads, lead_file, import_media):
+    make_leads(1)
+    lead_import = imported(campaign, lead_file, [["9876543210", "A", "", ""], ["9876543211", "B", "", ""]])
+    url = reverse("admin:campaigns_leadimport_undo", args=[lead_import.pk])
+
+    assert "deletes the 2 leads it created" in admin_client.get(url).content.decode()
+    done = admin_client.post(url, follow=True)
+
+    assert "Import undone: 2 leads deleted." in done.content.decode()
+    lead_import.refresh_from_db()
+    assert lead_import.state == "undone" and Lead.objects.count() == 1
+    assert "Only a completed or failed import" in admin_client.post(url, follow=True).content.decode()
+
+
+def test_undo_is_refused_once_a_lead_moved_on(admin_client, campaign, lead_file, import_media):
+    lead_import = imported(campaign, lead_file, [["9876543210", "A", "", ""], ["9876543211", "B", "", ""]])
+    Lead.objects.filter(phone_number="+919876543211").update(status=Lead.Status.SENT)
+
+    done = admin_client.post(reverse("admin:campaigns_leadimport_undo", args=[lead_import.pk]), follow=True)
+
+    assert "1 of this import&#x27;s leads are no longer new" in done.content.decode()
+    lead_import.refresh_from_db()
+    assert lead_import.state == "completed" and Lead.objects.count() == 2
+
+
+@pytest.mark.parametrize("fmt", ["0", "1"])
+def test_export_escapes_spreadsheet_formulas(admin_client, campaign, make_leads, fmt):
+    (lead,) = make_leads(1)
+    Lead.objects.filter(pk=lead.pk).update(name='=HYPERLINK("http://x")', status_reason="@SUM(A1)", priority=5)
+    fields = admin_client.get(reverse("admin:campaigns_lead_export")).context["form"].fields
+    data = {"format": fmt, "resource": "0", **{name: "on" for name in fields if name.startswith("leadexportresource_")}}
+
+    response = admin_client.post(reverse("admin:campaigns_lead_export"), data)
+
+    if fmt == "0":
+        rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    else:
+        sheet = openpyxl.load_workbook(io.BytesIO(response.content)).active
+        header, *values = list(sheet.iter_rows(values_only=True))
+        rows = [dict(zip(header, (str(v) if v is not None else "" for v in row), strict=True)) for row in values]
+        assert all(cell.data_type != "f" for row in sheet.iter_rows() for cell in row)
+    (row,) = rows
+    assert row["name"] == '\'=HYPERLINK("http://x")'
+    assert row["status_reason"] == "'@SUM(A1)"
+    assert row["phone_number"] == "+919800000000"  # a signed number is data, not a formula
+    assert (row["campaign"], row["status"], row["priority"]) == ("Demo_Outbound", "new", "5")
+    assert "transaction_id" in row
