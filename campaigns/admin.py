@@ -183,7 +183,7 @@ class CampaignAdmin(admin.ModelAdmin):
             "title": f"Push progress — {campaign}",
             "campaign": campaign,
             "progress": progress,
-            "refresh": bool(progress["batches"]["waiting"] or progress["batches"]["in flight"]),
+            "refresh": bool(progress["batches"]["waiting"] or progress["batches"]["sending now / next"]),
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/campaigns/campaign/progress.html", context)

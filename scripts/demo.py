@@ -98,6 +98,7 @@ def main() -> None:
         start(*manage, "runserver", WEB, "--noreload")
         host, port = WEB.split(":")
         wait_for(host, int(port), "The web server")
+        time.sleep(2)  # let the workers' start-up lines pass, so the banner is the last thing on screen
         user, password = seed["login"]
         print(
             "\n"

@@ -36,7 +36,7 @@ def campaign_progress(*, campaign: Campaign) -> dict:
         "lead_total": sum(counts["leads"].values()),
         "batches": {
             "waiting": states["pending"],
-            "in flight": states["sending"],
+            "sending now / next": states["sending"],
             "awaiting callback": states["queued"],
             "done": states["completed"],
             "failed": states["failed"] + states["error"],
