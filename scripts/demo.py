@@ -44,7 +44,12 @@ def redis_server_binary() -> str | None:
         return None
 
 
+def stop_on_sigterm(*_) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     env = {**os.environ, "DJANGO_DEBUG": os.environ.get("DJANGO_DEBUG", "1")}
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     env.setdefault("LEADHUB_PUBLIC_URL", f"http://{WEB}")
