@@ -407,7 +407,6 @@ class _LeadFileImport:
     ):
         self.campaign = campaign
         self.sheet = sheet
-        self.lead_import_id = lead_import_id
         self.dry_run = dry_run
         self.on_reject = on_reject
         self.progress = progress
@@ -516,7 +515,7 @@ class _LeadFileImport:
         """Sort a chunk into new, updated and duplicate rows against the campaign, and write it unless dry."""
         update_existing = self.campaign.update_existing_on_import
         with nullcontext() if self.dry_run else transaction.atomic():
-            existing = self.leads.existing([row.phone for row in chunk])
+            existing = self.leads.existing([row.phone for row in chunk]) if chunk else {}
             new, updates = [], []
             for row in chunk:
                 found = existing.get(row.phone)
@@ -530,12 +529,12 @@ class _LeadFileImport:
                     self._duplicate(row.line, row.phone, "already in the campaign")
             if not self.dry_run:
                 inserted = self.leads.insert([row.values for row in new]) if new else set()
-                # Only PostgreSQL can lose a race here: SQLite's IMMEDIATE transaction holds the write lock since
-                # the lookup above.
-                lost = [row for row in new if row.phone not in inserted]
-                for row in lost:
-                    self._duplicate(row.line, row.phone, "already in the campaign")
-                new = [row for row in new if row.phone in inserted] if lost else new
+                # A number another import added since the lookup (PostgreSQL only: SQLite's IMMEDIATE transaction
+                # has held the write lock since the lookup) is a duplicate too.
+                for row in new:
+                    if row.phone not in inserted:
+                        self._duplicate(row.line, row.phone, "already in the campaign")
+                new = [row for row in new if row.phone in inserted]
                 updated = self.leads.update(self.update_fields, updates) if updates else 0
                 self.report.duplicates += len(updates) - updated
             else:
