@@ -97,6 +97,24 @@ def test_a_campaign_may_update_its_new_leads_instead(campaign, make_leads, lead_
     assert lead_import.updated == 1
 
 
+def test_an_update_sets_the_files_columns_and_merges_its_extra_columns(account, lead_file, import_media):
+    campaign = Campaign.objects.create(
+        account=account,
+        name="Updating",
+        column_map=["PhoneNumber", "Name", "City", "Email"],
+        update_existing_on_import=True,
+    )
+    Lead.objects.create(
+        campaign=campaign, phone_number="+919876543210", name="Asha", extra={"City": "Pune", "Email": "a@x"}
+    )
+
+    _, report = run_import(campaign, lead_file([["9876543210", "Mumbai"]], header=["Phone", "City"]))
+
+    assert report.updated == 1
+    lead = Lead.objects.get()
+    assert (lead.name, lead.extra) == ("Asha", {"City": "Mumbai", "Email": "a@x"})
+
+
 def test_names_are_folded_and_cleaned_with_a_warning_never_rejected(campaign, lead_file, import_media):
     path = lead_file(
         [
