@@ -109,7 +109,6 @@ class Sheet:
     of a CSV or XLSX is line 1; a JSON list's first object is line 2, as if it had a header)."""
 
     header: list[str]
-    header_line: int
     rows: Iterator[tuple[int, list]]
     rows_estimate: int
 
@@ -142,7 +141,7 @@ def _sheet(numbered_rows: Iterator[tuple[int, list]], estimate: int) -> Sheet:
     for line, cells in numbered_rows:
         if any(str(c).strip() for c in cells):
             header = [str(cell_text(c)).strip() for c in cells]
-            return Sheet(header=header, header_line=line, rows=numbered_rows, rows_estimate=max(estimate - line, 0))
+            return Sheet(header=header, rows=numbered_rows, rows_estimate=max(estimate - line, 0))
     raise ImportFileError("the file is empty: it has no header row")
 
 
@@ -234,7 +233,7 @@ def _json_sheet(path: Path) -> Iterator[Sheet]:
         raise ImportFileError("the file is empty: the JSON list has no objects")
     header = list(dict.fromkeys(key for item in items for key in item))
     rows = ((i + 2, [_cell(item.get(key)) for key in header]) for i, item in enumerate(items))
-    yield Sheet(header=header, header_line=1, rows=rows, rows_estimate=len(items))
+    yield Sheet(header=header, rows=rows, rows_estimate=len(items))
 
 
 @contextmanager
