@@ -483,6 +483,8 @@ def test_the_sweep_enqueues_a_failed_file_download_that_never_got_queued(
     )
     with django_capture_on_commit_callbacks(execute=True):
         assert callbacks.callback_events_sweep() == {"failed_files_enqueued": 1, "still_waiting": 0}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert callbacks.callback_events_sweep() == {"still_waiting": 0}  # the job still waits: left alone
     assert [job.args for job in callbacks_queue.get_jobs()] == [(upload_transaction.pk,)]
 
 

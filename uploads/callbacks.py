@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
+import django_rq
 import python_calamine
 import requests
 from django.conf import settings
@@ -34,6 +35,7 @@ from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from rq import Retry
+from rq.job import JobStatus
 
 from campaigns.models import CloudAgentAccount, Lead
 from campaigns.normalize import PhoneError, normalize_phone
@@ -60,6 +62,7 @@ FAILED_FILE_URL_TTL = timedelta(hours=24)  # contract.md: the pre-signed URL is 
 # RQ retries a failed-file download on these intervals (the last one repeating): the attempts span more than
 # the URL's 24 h, so the last attempt always finds the deadline passed and settles the leads as unconfirmed.
 FAILED_FILE_RETRY = Retry(max=30, interval=[30, 60, 120, 300, 900, 1800, 3600])
+PENDING_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
 
 PHONE_HEADERS = (
     "phonenumber",
@@ -366,8 +369,8 @@ def callback_events_sweep(*, received_before: timedelta = timedelta(minutes=1)) 
     for pk in pending.values_list("pk", flat=True):
         counts[callback_event_apply(event=CallbackEvent(pk=pk)).state] += 1
     for upload_transaction_id in upload_transactions_failed_file_pending().values_list("pk", flat=True):
-        _failed_file_fetch_enqueue(upload_transaction_id)
-        counts["failed_files_enqueued"] += 1
+        if _failed_file_fetch_enqueue(upload_transaction_id):
+            counts["failed_files_enqueued"] += 1
     counts["still_waiting"] = CallbackEvent.objects.filter(state=EventState.WAITING).count()
     return dict(counts)
 
@@ -514,12 +517,18 @@ def upload_transactions_failed_file_pending(*, older_than: timedelta = timedelta
     )
 
 
-def _failed_file_fetch_enqueue(upload_transaction_id: int) -> None:
-    import django_rq
-
+def _failed_file_fetch_enqueue(upload_transaction_id: int) -> bool:
+    """One download job per transaction: its id is fixed, and a job still queued, running or waiting for a
+    retry is left alone, so a sweep run while it backs off does not start a second chain of retries."""
     from uploads.jobs import failed_file_fetch_job
 
-    django_rq.get_queue("callbacks").enqueue(failed_file_fetch_job, upload_transaction_id, retry=FAILED_FILE_RETRY)
+    queue = django_rq.get_queue("callbacks")
+    job_id = f"failed-file-fetch-{upload_transaction_id}"
+    existing = queue.fetch_job(job_id)
+    if existing is not None and existing.get_status() in PENDING_JOB_STATUSES:
+        return False
+    queue.enqueue(failed_file_fetch_job, upload_transaction_id, job_id=job_id, retry=FAILED_FILE_RETRY)
+    return True
 
 
 def failed_file_fetch(*, upload_transaction: UploadTransaction) -> str:
