@@ -114,7 +114,8 @@ def test_an_xlsx_with_a_title_row_aliased_headers_numeric_cells_and_country_code
     url = file_server.serve("/f.xlsx", content, Content_Type="application/vnd.ms-excel")
     UploadTransaction.objects.filter(pk=upload_transaction.pk).update(failed_file_url=url)
     assert failed_file_fetch(upload_transaction=upload_transaction) == (
-        "2 leads failed, 3 uploaded (2 rows in the failed file)"
+        "2 leads failed, 3 uploaded (2 rows in the failed file, phone column 'Mobile Number', "
+        "reason column 'Failure Reason')"
     )
     upload_transaction.refresh_from_db()
     assert upload_transaction.failed_file.name.endswith(".xlsx")
@@ -259,3 +260,20 @@ def test_a_fail_callback_naming_a_file_does_not_fetch_it(
     assert upload_transaction.state == UploadTransaction.State.FAILED
     assert upload_transaction.failed_file_url == "https://x.example/f.csv"
     assert callbacks_queue.count == 0
+
+
+PRIORITY_REASON = "Priority, supports only numeric value or the value is not passed properly"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        f'PhoneNumber,Name,Reason\n9812345678,"Doe, J",{PRIORITY_REASON!r}\n'.replace("'", '"').encode(),
+        f"PhoneNumber\tName\tReason\n9812345678\tDoe; J\t{PRIORITY_REASON}\n".encode(),
+        f"PhoneNumber;Name;Reason\r\n9812345678;Doe, J;{PRIORITY_REASON}\r\n".encode("cp1252"),
+    ],
+    ids=["comma, quoted reason", "tab", "semicolon, CRLF"],
+)
+def test_reasons_holding_delimiters_are_read_whole(content):
+    found = callbacks.failed_file_read(content)
+    assert found.rows == [("9812345678", PRIORITY_REASON)]

@@ -483,33 +483,29 @@ def _success_doubt(upload_transaction: UploadTransaction, data: CallbackData, ur
     return ""
 
 
-def _leads_settle(upload_transaction_id: int, outcomes: dict[tuple[str, str], list[int] | None]) -> int:
+def _leads_settle(upload_transaction_id: int, outcomes: dict[tuple[str, str], list[int] | None]) -> None:
     """Set lead statuses, one set-based UPDATE per (status, reason), touching only leads still `sent`/`queued`
     so nothing moves backwards. The leads are locked in primary-key order first: two overlapping writers then
     queue behind each other instead of deadlocking (perf-notes.md, Callback). None means every open lead."""
     open_leads = Lead.objects.filter(upload_transaction_id=upload_transaction_id, status__in=OPEN_LEAD_STATUSES)
     locked = set(open_leads.order_by("id").select_for_update().values_list("id", flat=True))
-    now, changed = timezone.now(), 0
+    now = timezone.now()
     for (status, reason), ids in outcomes.items():
         chosen = locked if ids is None else locked.intersection(ids)
         if chosen:
-            changed += open_leads.filter(id__in=sorted(chosen)).update(
-                status=status, status_reason=reason[:500], updated_at=now
-            )
-    return changed
+            open_leads.filter(id__in=sorted(chosen)).update(status=status, status_reason=reason[:500], updated_at=now)
 
 
 # --- The failed file ---------------------------------------------------------------------------------------
 
 
 def upload_transactions_failed_file_pending(*, older_than: timedelta = timedelta(minutes=5)):
-    """Completed transactions still waiting on their failed file: leads open, nothing stored, past the moment
-    the job should have run. Only the sweep needs them; a healthy job finishes within seconds."""
+    """Completed transactions still waiting on their failed file: leads open past the moment the job should
+    have settled them. Only the sweep needs them; a healthy job finishes within seconds."""
     return (
         UploadTransaction.objects.filter(
             state=TxState.COMPLETED,
             finished_at__lt=timezone.now() - older_than,
-            failed_file="",
             leads__status__in=OPEN_LEAD_STATUSES,
         )
         .exclude(failed_file_url="")
@@ -597,7 +593,7 @@ def failed_file_download(url: str) -> bytes:
                 chunks.append(chunk)
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
         raise FailedFileTemporarilyUnavailable(f"the failed file could not be downloaded: {exc}") from exc
-    except requests.RequestException as exc:
+    except (requests.RequestException, ValueError) as exc:  # ValueError: a URL requests cannot even encode
         raise FailedFileUnavailable(f"the failed file could not be downloaded: {exc}") from exc
     return b"".join(chunks)
 
@@ -648,11 +644,11 @@ def _csv_table(content: bytes) -> list[list[str]]:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = content.decode("cp1252", "replace")
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    return list(csv.reader(io.StringIO(text), dialect))
+    # The delimiter the first line uses most: Excel in some locales writes ";", and a reason column full of
+    # commas would fool a sniffer reading the whole sample.
+    first_line = text.split("\n", 1)[0]
+    delimiter = max(",;\t|", key=first_line.count) if any(c in first_line for c in ",;\t|") else ","
+    return list(csv.reader(io.StringIO(text), delimiter=delimiter))
 
 
 def _cell(value) -> str:
@@ -699,7 +695,10 @@ def _failed_file_apply(upload_transaction: UploadTransaction, found: FailedFileR
             UploadTransaction.objects.filter(pk=upload_transaction.pk).update(
                 attention="; ".join(notes)[:500], updated_at=timezone.now()
             )
-    return f"{failed} leads failed, {len(leads) - failed} uploaded ({len(found.rows)} rows in the failed file)"
+    return (
+        f"{failed} leads failed, {len(leads) - failed} uploaded ({len(found.rows)} rows in the failed file, "
+        f"phone column {found.phone_header!r}, reason column {found.reason_header or '(none)'!r})"
+    )
 
 
 def _upload_transaction_lock(upload_transaction_id: int) -> None:
