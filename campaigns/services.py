@@ -110,7 +110,7 @@ def lead_import_create(
 def lead_import_start(*, lead_import: LeadImport) -> bool:
     """Runs a small import now; one over LEADHUB_IMPORT_BACKGROUND_ROWS rows goes to the "imports" queue once the
     record is committed, so the worker finds it. Returns True when it went to the background."""
-    if lead_import.rows <= getattr(settings, "LEADHUB_IMPORT_BACKGROUND_ROWS", 5000):
+    if lead_import.rows <= settings.LEADHUB_IMPORT_BACKGROUND_ROWS:
         lead_import_run(lead_import=lead_import)
         return False
     import django_rq

@@ -151,6 +151,8 @@ LEADHUB_DISPATCH_LEASE_SECONDS = env_float("LEADHUB_DISPATCH_LEASE_SECONDS", 30)
 # A dispatcher hands over to a fresh job after this long, so no job outlives RQ's timeout or a deploy.
 LEADHUB_DISPATCH_MAX_SECONDS = env_float("LEADHUB_DISPATCH_MAX_SECONDS", 600)
 LEADHUB_WATCHDOG_SECONDS = env_float("LEADHUB_WATCHDOG_SECONDS", 60)
+# Imports with more rows than this are confirmed into a background job with a progress bar.
+LEADHUB_IMPORT_BACKGROUND_ROWS = env_int("LEADHUB_IMPORT_BACKGROUND_ROWS", 5000)
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
