@@ -383,6 +383,7 @@ def _event_apply_once(event_pk: int) -> CallbackEvent:
         try:
             data = callback_body_parse(body=event.body, content_type=event.content_type)
         except CallbackInvalid as exc:
+            logger.warning("callback event %s is invalid: %s", event.pk, exc)
             return _event_settle(event, EventState.INVALID, error=str(exc))
         upload_transaction = (
             UploadTransaction.objects.select_for_update(of=("self",))
@@ -707,6 +708,7 @@ def _upload_transaction_lock(upload_transaction_id: int) -> None:
 
 
 def _failed_file_given_up(upload_transaction: UploadTransaction, problem: str) -> str:
+    logger.warning("transaction %s: %s; its leads are unconfirmed", upload_transaction, problem)
     with transaction.atomic():
         _upload_transaction_lock(upload_transaction.pk)
         _leads_settle(upload_transaction.pk, {(Lead.Status.UNCONFIRMED, UNCONFIRMED_REASON): None})
