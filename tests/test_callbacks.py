@@ -35,7 +35,7 @@ def test_every_documented_shape_reads_the_same(shape):
 
 
 def test_the_providers_own_sample_is_read_although_its_inner_json_is_not_escaped():
-    body = callback_sample("webhook_doc_sample_verbatim.txt").decode()
+    body = callback_sample("callback_success_partial_no_file_verbatim.txt").decode()
     with pytest.raises(json.JSONDecodeError):
         json.loads(body)
     data = callback_body_parse(body=body, content_type="application/json")
@@ -222,10 +222,20 @@ def test_success_with_nothing_unprocessed_uploads_every_lead(post_callback, make
 @pytest.mark.parametrize(
     "sample, transaction_id, leads, tx_state, lead_status, attention",
     [
-        ("webhook_doc_sample_verbatim.txt", "172067852912917131638630", 6, Tx.COMPLETED, "unconfirmed", "4 of 6"),
+        ("callback_success.json", "1292017169670681719733108", 3, Tx.COMPLETED, "uploaded", ""),
+        ("callback_fail.json", "1292017169670681719733108", 3, Tx.FAILED, "failed", ""),
+        ("callback_fail_map_mismatch.json", "129861716888265726411532", 3, Tx.FAILED, "failed", ""),
+        ("callback_success_partial_no_file.json", "172067852912917131638630", 6, Tx.COMPLETED, "unconfirmed", "4 of 6"),
+        (
+            "callback_success_partial_no_file_verbatim.txt",
+            "172067852912917131638630",
+            6,
+            Tx.COMPLETED,
+            "unconfirmed",
+            "4 of 6",
+        ),
         ("webhook_doc_success_padded.json", "1292017169670681719733108", 3, Tx.COMPLETED, "uploaded", ""),
         ("webhook_success_form.txt", "1292017169670681719733108", 3, Tx.COMPLETED, "uploaded", ""),
-        ("webhook_doc_fail_phone_missing.json", "1292017169670681719733108", 3, Tx.FAILED, "failed", ""),
         ("webhook_doc_fail_map_mismatch_json_string.json", "129861716888265726411532", 3, Tx.FAILED, "failed", ""),
     ],
 )
