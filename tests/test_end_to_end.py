@@ -8,6 +8,7 @@ from django.urls import reverse
 from campaigns.models import Lead
 from uploads import dispatcher
 from uploads.models import CallbackEvent, UploadTransaction
+from uploads.services import leads_push
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -69,8 +70,6 @@ def test_a_callback_that_beats_the_synchronous_answer_is_applied_once_the_batch_
 ):
     live_push.configure(callback_before_response=True, duplicate_callbacks=2)
     make_leads(3)
-    from uploads.services import leads_push
-
     leads_push(leads=Lead.objects.filter(campaign=campaign))
     dispatcher.account_dispatch(account_id=push_account.pk)
     live_push.process_now()
@@ -80,3 +79,25 @@ def test_a_callback_that_beats_the_synchronous_answer_is_applied_once_the_batch_
     assert set(Lead.objects.values_list("status", flat=True)) == {Status.UPLOADED}
     states = sorted(CallbackEvent.objects.values_list("state", flat=True))
     assert states.count(CallbackEvent.State.APPLIED) == 1, states
+
+
+def test_a_batch_resent_after_a_lost_answer_ends_uploaded_not_failed_as_duplicates(
+    live_push, push_account, campaign, make_leads, run_callbacks_jobs
+):
+    """CloudAgent queued the first attempt but the answer was lost; the re-send (checkDuplicate=true) finds
+    every number already there. Those leads are in the dialer: `uploaded`, not `failed`."""
+    make_leads(4)
+    leads_push(leads=Lead.objects.filter(campaign=campaign))
+    live_push.force_fault("drop", 1)
+
+    dispatcher.account_dispatch(account_id=push_account.pk)
+    live_push.process_now()
+    run_callbacks_jobs()
+
+    batch = UploadTransaction.objects.get()
+    assert (batch.state, batch.ambiguous_attempts) == (UploadTransaction.State.COMPLETED, 1)
+    assert batch.numbers_not_processed == 4, "CloudAgent skipped every row of the re-send as a duplicate"
+    assert set(Lead.objects.values_list("status", flat=True)) == {Status.UPLOADED}
+    assert "earlier attempt" in Lead.objects.first().status_reason
+    phones = [lead["PhoneNumber"] for lead in live_push.inspect("leads")["leads"]["Demo_Outbound"]]
+    assert len(phones) == len(set(phones)) == 4

@@ -92,6 +92,9 @@ REASON_HEADERS = (
     "status",
 )
 HEADER_SCAN_ROWS = 10  # a spreadsheet may open with a title row or two before the headers
+# contract.md, related facts: CloudAgent's duplicate reason is "Number Already Exist".
+ALREADY_HELD = re.compile(r"already\s+exist", re.IGNORECASE)
+ALREADY_HELD_REASON = "CloudAgent already held it: an earlier attempt of this batch got through"
 GENERIC_FAILED_REASON = "CloudAgent did not add this number (its failed file gives no reason)"
 UNCONFIRMED_REASON = "CloudAgent did not process every row of this batch and did not say which"
 
@@ -659,6 +662,13 @@ def _cell(value) -> str:
     return _text(value)
 
 
+def _resent_because_unsure(upload_transaction: UploadTransaction) -> bool:
+    """A batch we re-sent with checkDuplicate=true because CloudAgent may already have taken it (an ambiguous
+    attempt, or an operator's re-push of unconfirmed leads): for it, "already exists" means an earlier attempt
+    got through, so the lead is in the dialer."""
+    return bool(upload_transaction.ambiguous_attempts or upload_transaction.options.get("resend"))
+
+
 def _failed_file_apply(upload_transaction: UploadTransaction, found: FailedFileRows) -> str:
     """Match the file's rows to the transaction's leads by number. The file holds the number as we sent it
     (national digits by default), so both sides are compared in E.164 for the campaign's region."""
@@ -678,19 +688,23 @@ def _failed_file_apply(upload_transaction: UploadTransaction, found: FailedFileR
             )
         )
         outcomes: dict[tuple[str, str], list[int]] = defaultdict(list)
+        resent = _resent_because_unsure(upload_transaction)
         for phone, lead_id in leads.items():
-            if phone in reasons:
+            if phone in reasons and resent and ALREADY_HELD.search(reasons[phone]):
+                outcomes[(Lead.Status.UPLOADED, ALREADY_HELD_REASON)].append(lead_id)
+            elif phone in reasons:
                 outcomes[(Lead.Status.FAILED, reasons[phone])].append(lead_id)
             else:
                 outcomes[(Lead.Status.UPLOADED, "")].append(lead_id)
         _leads_settle(upload_transaction.pk, outcomes)
         failed = sum(len(ids) for (status, _), ids in outcomes.items() if status == Lead.Status.FAILED)
-        strangers = len(reasons) - failed + unreadable
+        held = len(outcomes.get((Lead.Status.UPLOADED, ALREADY_HELD_REASON), ()))
+        strangers = len(reasons) - failed - held + unreadable
         notes = []
         if strangers:
             notes.append(f"{strangers} rows of the failed file match none of this batch's open leads")
         expected = upload_transaction.numbers_not_processed
-        if expected is not None and expected != failed:
+        if expected is not None and expected != failed + held:
             notes.append(f"CloudAgent counted {expected} rows not processed, its failed file named {failed}")
         if notes:
             UploadTransaction.objects.filter(pk=upload_transaction.pk).update(

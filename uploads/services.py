@@ -138,10 +138,13 @@ def _campaign_batches(*, campaign, leads, statuses, user, check_duplicate, summa
 
 
 def _request_options(campaign: Campaign, *, check_duplicate: bool = False) -> dict:
+    """`resend` marks a batch of leads CloudAgent may already hold: for it, "Number Already Exist" in the
+    failed file means the lead is in the dialer (uploads/callbacks.py)."""
     return {
         "checkDuplicate": campaign.check_duplicate or check_duplicate,
         "isDelete": campaign.skip_existing,
         "start": campaign.start_after_upload,
+        "resend": check_duplicate,
     }
 
 
