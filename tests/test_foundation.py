@@ -1,6 +1,7 @@
 """The data model's rules, the scripting commands and the admin pages."""
 
 import json
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -8,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
 from campaigns.normalize import PhoneError, clean_name, format_phone, normalize_phone
@@ -164,6 +166,15 @@ def test_add_campaign_refuses_a_map_without_phone_and_an_unknown_account(account
     assert not Campaign.objects.exists()
 
 
+def test_leadhub_status_counts_transactions_whose_callback_is_overdue(campaign, settings):
+    now = timezone.now()
+    UploadTransaction.objects.create(campaign=campaign, state="queued", sent_at=now - timedelta(hours=2))
+    UploadTransaction.objects.create(campaign=campaign, state="queued", sent_at=now - timedelta(minutes=5))
+    UploadTransaction.objects.create(campaign=campaign, state="completed", sent_at=now - timedelta(hours=2))
+    settings.CLOUDAGENT_CALLBACK_OVERDUE_SECONDS = 3600
+    assert run_json("leadhub_status")["overdue"] == 1
+
+
 @pytest.mark.smoke
 def test_leadhub_status_json_has_every_status_and_state(campaign, make_leads, account):
     make_leads(3)
@@ -178,6 +189,7 @@ def test_leadhub_status_json_has_every_status_and_state(campaign, make_leads, ac
     assert everything["leads"]["new"] == 4 and everything["leads"]["failed"] == 2
     assert everything["transactions"]["queued"] == 1 and everything["transactions"]["pending"] == 0
 
+    assert everything["overdue"] == 0
     one = run_json("leadhub_status", "--campaign", "Other")
     assert one["leads"]["new"] == 1 and one["leads"]["failed"] == 0 and one["transactions"]["queued"] == 0
 
@@ -240,3 +252,14 @@ def test_lead_search_matches_any_written_form_of_the_number(admin_client, campai
     page = admin_client.get(reverse("admin:campaigns_lead_changelist"), {"q": f"0{national[:5]}-{national[5:]}"})
     assert page.status_code == 200
     assert list(page.context["cl"].queryset) == [target]
+
+
+def test_lead_list_filters_by_the_most_common_reasons(admin_client, campaign, make_leads):
+    make_leads(3, status=Lead.Status.FAILED, status_reason="PhoneNumber Added is a DND Number")
+    make_leads(1, start=10, status=Lead.Status.INVALID, status_reason="Name contains characters CloudAgent refuses")
+    make_leads(2, start=20)
+    url = reverse("admin:campaigns_lead_changelist")
+    page = admin_client.get(url)
+    assert "PhoneNumber Added is a DND Number (3)" in page.content.decode()
+    filtered = admin_client.get(url, {"reason": "PhoneNumber Added is a DND Number"})
+    assert filtered.context["cl"].result_count == 3

@@ -13,6 +13,7 @@ import django_rq
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.urls import reverse
 
 from campaigns.models import Campaign, Lead
 from tests.fixtures.push import subprocess_env
@@ -309,17 +310,42 @@ def test_dispatch_jobs_run_by_a_real_worker(push_account, campaign, make_leads, 
     assert Lead.objects.filter(status=Status.SENT).count() == 15
 
 
-def test_repush_of_an_unconfirmed_batch_sends_its_leads_again_with_check_duplicate(
-    push_account, campaign, make_leads, push_emulator
+def test_repush_sends_the_leads_of_an_overdue_batch_again_with_check_duplicate(
+    push_account, campaign, make_leads, push_emulator, settings
 ):
     make_leads(5)
     push_all(campaign)
     dispatcher.account_dispatch(account_id=push_account.pk)
-    overdue = UploadTransaction.objects.get()
+    waiting = UploadTransaction.objects.filter(pk=UploadTransaction.objects.get().pk)
 
-    summary = upload_transactions_repush(batches=UploadTransaction.objects.filter(pk=overdue.pk))
+    assert upload_transactions_repush(batches=waiting).leads == 0, "its callback is not overdue yet"
+
+    settings.CLOUDAGENT_CALLBACK_OVERDUE_SECONDS = 0
+    summary = upload_transactions_repush(batches=waiting)
 
     assert summary.leads == 5
     dispatcher.account_dispatch(account_id=push_account.pk)
     assert requests_seen(push_emulator)[-1]["fields"]["checkDuplicate"] == "true"
-    assert Lead.objects.filter(status=Status.SENT).exclude(upload_transaction=overdue).count() == 5
+    assert Lead.objects.filter(status=Status.SENT).exclude(upload_transaction=waiting.get()).count() == 5
+    assert UploadTransaction.objects.order_by("pk").last().options["resend"] is True
+
+
+def test_repush_action_in_the_admin_takes_only_what_the_operator_can_act_on(
+    admin_client, push_account, campaign, make_leads
+):
+    failed = UploadTransaction.objects.create(campaign=campaign, state=State.FAILED, transaction_id="1")
+    done = UploadTransaction.objects.create(campaign=campaign, state=State.COMPLETED, transaction_id="2")
+    make_leads(3, status=Status.FAILED, upload_transaction=failed)
+    make_leads(2, start=10, status=Status.UPLOADED, upload_transaction=done)
+    make_leads(1, start=20, status=Status.UNCONFIRMED, upload_transaction=done)
+
+    page = admin_client.post(
+        reverse("admin:uploads_uploadtransaction_changelist"),
+        {"action": "repush_transactions", "_selected_action": [failed.pk, done.pk]},
+        follow=True,
+    )
+
+    messages = " ".join(str(m) for m in page.context["messages"])
+    assert "Queued 4 lead(s) in 1 batch(es)" in messages
+    assert Lead.objects.filter(status=Status.QUEUED).count() == 4
+    assert Lead.objects.filter(status=Status.UPLOADED, upload_transaction=done).count() == 2

@@ -13,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
+from campaigns.admin import report_push
 from campaigns.models import Lead
 from uploads.callbacks import (
     CallbackInvalid,
@@ -23,6 +24,7 @@ from uploads.callbacks import (
     upload_transactions_overdue,
 )
 from uploads.models import CallbackEvent, UploadTransaction
+from uploads.services import upload_transactions_repush
 
 
 def _pretty_json(value, *, hide: str = "") -> str:
@@ -87,8 +89,16 @@ class CallbackEventInline(admin.TabularInline):
         return format_html("<code>{}</code>", obj.body[:300] + ("…" if len(obj.body) > 300 else ""))
 
 
+@admin.action(
+    description="Push the leads of these transactions again (failed, unconfirmed, overdue)", permissions=["change"]
+)
+def repush_transactions(modeladmin, request, queryset):
+    report_push(modeladmin, request, upload_transactions_repush(batches=queryset, user=request.user))
+
+
 @admin.register(UploadTransaction)
 class UploadTransactionAdmin(admin.ModelAdmin):
+    actions = [repush_transactions]
     list_display = [
         "__str__",
         "campaign",

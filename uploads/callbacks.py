@@ -270,7 +270,7 @@ def _provider_time(value) -> datetime | None:
     except ValueError:
         return None
     if timezone.is_naive(moment):
-        moment = moment.replace(tzinfo=ZoneInfo(getattr(settings, "CLOUDAGENT_TIME_ZONE", "Asia/Kolkata")))
+        moment = moment.replace(tzinfo=ZoneInfo(settings.CLOUDAGENT_TIME_ZONE))
     return moment
 
 
@@ -572,8 +572,8 @@ def failed_file_download(url: str) -> bytes:
     problem = failed_file_url_check(url)
     if problem:
         raise FailedFileUnavailable(f"failed file URL refused: {problem}")
-    cap = getattr(settings, "CLOUDAGENT_FAILED_FILE_MAX_BYTES", 20 * 1024 * 1024)
-    seconds = getattr(settings, "CLOUDAGENT_FAILED_FILE_TIMEOUT", 60)
+    cap = settings.CLOUDAGENT_FAILED_FILE_MAX_BYTES
+    seconds = settings.CLOUDAGENT_FAILED_FILE_TIMEOUT
     deadline = time.monotonic() + seconds
     try:
         with requests.get(
@@ -736,7 +736,7 @@ def _failed_file_given_up(upload_transaction: UploadTransaction, problem: str) -
 
 
 def callback_overdue_cutoff() -> datetime:
-    return timezone.now() - timedelta(seconds=getattr(settings, "CLOUDAGENT_CALLBACK_OVERDUE_SECONDS", 3600))
+    return timezone.now() - timedelta(seconds=settings.CLOUDAGENT_CALLBACK_OVERDUE_SECONDS)
 
 
 def upload_transactions_overdue():

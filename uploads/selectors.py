@@ -7,7 +7,10 @@ from uploads.models import UploadTransaction
 
 
 def status_counts(*, campaign: Campaign | None = None) -> dict:
-    """Leads by status and transactions by state, every key present (0 when none), for scripts to rely on."""
+    """Leads by status and transactions by state, every key present (0 when none), for scripts to rely on, and
+    how many queued transactions wait for a callback longer than CLOUDAGENT_CALLBACK_OVERDUE_SECONDS."""
+    from uploads.callbacks import upload_transactions_overdue
+
     leads = Lead.objects.all()
     transactions = UploadTransaction.objects.all()
     if campaign is not None:
@@ -19,7 +22,10 @@ def status_counts(*, campaign: Campaign | None = None) -> dict:
     state_counts = dict.fromkeys(UploadTransaction.State.values, 0)
     for row in transactions.order_by().values("state").annotate(n=Count("id")):
         state_counts[row["state"]] = row["n"]
-    return {"leads": lead_counts, "transactions": state_counts}
+    overdue = upload_transactions_overdue()
+    if campaign is not None:
+        overdue = overdue.filter(campaign=campaign)
+    return {"leads": lead_counts, "transactions": state_counts, "overdue": overdue.count()}
 
 
 def campaign_progress(*, campaign: Campaign) -> dict:

@@ -381,10 +381,19 @@ def upload_transactions_recover_stale(*, account_id: int) -> int:
 
 
 def upload_transactions_repush(*, batches, user=None) -> PushSummary:
-    """Push again the leads of failed, unconfirmed or overdue batches, with checkDuplicate=true since
-    CloudAgent may already hold some of them."""
-    leads = Lead.objects.filter(upload_transaction__in=batches, status__in=(*PUSHABLE_STATUSES, Status.SENT))
-    lead_ids = list(leads.values_list("pk", flat=True))
+    """Push again the leads an operator can act on from finished batches (failed, refused, or with leads left
+    unconfirmed), and every lead of batches whose callback is overdue — with checkDuplicate=true, since
+    CloudAgent may already hold some of them. Batches still waiting for a timely callback are left alone."""
+    from uploads.callbacks import upload_transactions_overdue
+
+    finished = batches.filter(state__in=UploadTransaction.FINISHED_STATES)
+    overdue = upload_transactions_overdue().filter(pk__in=batches.values("pk"))
+    lead_ids = list(
+        Lead.objects.filter(
+            Q(upload_transaction__in=finished, status__in=PUSHABLE_STATUSES)
+            | Q(upload_transaction__in=overdue, status__in=(*PUSHABLE_STATUSES, Status.SENT))
+        ).values_list("pk", flat=True)
+    )
     Lead.objects.filter(pk__in=lead_ids, status=Status.SENT).update(
         status=Status.UNCONFIRMED, status_reason="no callback came for its batch", updated_at=timezone.now()
     )

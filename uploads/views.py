@@ -28,7 +28,7 @@ def cloudagent_callback(request, secret: str):
     account = account_for_callback_secret(secret)
     if account is None:
         return JsonResponse({"error": "unknown callback URL"}, status=404)
-    limit = getattr(settings, "CLOUDAGENT_CALLBACK_MAX_BYTES", 1024 * 1024)
+    limit = settings.CLOUDAGENT_CALLBACK_MAX_BYTES
     declared = request.META.get("CONTENT_LENGTH") or "0"
     if declared.isdigit() and int(declared) > limit:
         return _too_large(limit)
