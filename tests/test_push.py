@@ -349,3 +349,31 @@ def test_repush_action_in_the_admin_takes_only_what_the_operator_can_act_on(
     assert "Queued 4 lead(s) in 1 batch(es)" in messages
     assert Lead.objects.filter(status=Status.QUEUED).count() == 4
     assert Lead.objects.filter(status=Status.UPLOADED, upload_transaction=done).count() == 2
+
+
+def test_the_watchdog_job_sweeps_callbacks_and_keeps_itself_scheduled_while_callbacks_are_due(
+    push_account, campaign, redis_conn
+):
+    from uploads.jobs import push_watchdog_job
+    from uploads.models import CallbackEvent
+
+    batch = UploadTransaction.objects.create(campaign=campaign, state=State.QUEUED, transaction_id="42")
+    CallbackEvent.objects.create(
+        account=push_account,
+        transaction_id="42",
+        state=CallbackEvent.State.WAITING,
+        content_type="application/json",
+        body='{"data": {"transactionId": "42", "status": "Fail", "message": "File Failed to Upload."}}',
+    )
+
+    result = push_watchdog_job()
+
+    assert result["callbacks"].get("applied") == 1
+    batch.refresh_from_db()
+    assert batch.state == State.FAILED
+    scheduled = django_rq.get_queue("default").scheduled_job_registry.get_job_ids()
+    assert len(scheduled) == 0, "nothing is unfinished any more: the watchdog lets itself stop"
+
+    UploadTransaction.objects.create(campaign=campaign, state=State.QUEUED, transaction_id="43")
+    push_watchdog_job()
+    assert len(django_rq.get_queue("default").scheduled_job_registry.get_job_ids()) == 1

@@ -183,9 +183,9 @@ def clear_watchdog_marker() -> None:
 
 
 def unfinished_batches_exist() -> bool:
-    return UploadTransaction.objects.filter(
-        state__in=[UploadTransaction.State.PENDING, UploadTransaction.State.SENDING]
-    ).exists()
+    """Batches to send, or sent and awaiting their callback."""
+    State = UploadTransaction.State
+    return UploadTransaction.objects.filter(state__in=[State.PENDING, State.SENDING, State.QUEUED]).exists()
 
 
 def push_watchdog() -> list[int]:

@@ -10,13 +10,15 @@ def account_dispatch_job(account_id: int) -> dict:
     return {"outcomes": report.outcomes, "recovered": report.recovered, "busy": report.busy}
 
 
-def push_watchdog_job() -> list[int]:
-    """Runs every LEADHUB_WATCHDOG_SECONDS while any batch is unfinished, rescheduling itself."""
+def push_watchdog_job() -> dict:
+    """Runs every LEADHUB_WATCHDOG_SECONDS while any batch is unfinished or awaits its callback, rescheduling
+    itself: restarts dispatch for orphaned batches and sweeps callbacks that are waiting or half-applied."""
     dispatcher.clear_watchdog_marker()
     started = dispatcher.push_watchdog()
+    swept = callbacks.callback_events_sweep()
     if dispatcher.unfinished_batches_exist():
         dispatcher.watchdog_ensure()
-    return started
+    return {"dispatchers_started": started, "callbacks": swept}
 
 
 def failed_file_fetch_job(upload_transaction_id: int) -> str:

@@ -21,13 +21,9 @@ class UploadTransaction(models.Model):
     State = TransactionState
     FINISHED_STATES = (State.COMPLETED, State.FAILED, State.ERROR)
 
-    campaign = models.ForeignKey(
-        "campaigns.Campaign", on_delete=models.PROTECT, related_name="upload_transactions"
-    )
+    campaign = models.ForeignKey("campaigns.Campaign", on_delete=models.PROTECT, related_name="upload_transactions")
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
-    transaction_id = models.CharField(
-        "CloudAgent transactionId", max_length=40, unique=True, null=True, blank=True
-    )
+    transaction_id = models.CharField("CloudAgent transactionId", max_length=40, unique=True, null=True, blank=True)
     options = models.JSONField(default=dict, blank=True, help_text="Request fields sent besides the data.")
     row_count = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0, help_text="HTTP requests made for this batch.")
@@ -35,9 +31,7 @@ class UploadTransaction(models.Model):
         default=0,
         help_text="Attempts whose outcome was unknown (timeout, dropped connection); re-sent with checkDuplicate.",
     )
-    rate_limited = models.PositiveIntegerField(
-        default=0, help_text="Rate-limit answers received for this batch."
-    )
+    rate_limited = models.PositiveIntegerField(default=0, help_text="Rate-limit answers received for this batch.")
     last_error = models.TextField(blank=True)
     response = models.JSONField(null=True, blank=True, help_text="CloudAgent's synchronous answer.")
     callback = models.JSONField(null=True, blank=True, help_text="The callback applied (its data object).")
