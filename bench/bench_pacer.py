@@ -72,12 +72,14 @@ def run(report) -> None:
     _pacer(url, key).reset()
 
     pace = (len(grants) - 1) / (grants[-1] - grants[0])
-    report("pacer_pace_of_ceiling", round(pace / (REQUESTS_PER_WINDOW / WINDOW_SECONDS), 4))
+    rule = f"{REQUESTS_PER_WINDOW} per {WINDOW_SECONDS:g} s"
+    report("pacer", f"4 processes, {rule}: pace / ceiling", round(pace / (REQUESTS_PER_WINDOW / WINDOW_SECONDS), 4))
     report(
-        "pacer_max_grants_in_any_window",
+        "pacer",
+        f"most grants in any {WINDOW_SECONDS:g} s window (limit {REQUESTS_PER_WINDOW})",
         max(bisect.bisect_right(grants, start + WINDOW_SECONDS) - i for i, start in enumerate(grants)),
     )
 
 
 if __name__ == "__main__":
-    run(lambda name, value: print(f"{name}: {value}"))
+    run(lambda section, name, value: print(f"{section:<8} {name:<60} {value}"))

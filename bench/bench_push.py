@@ -42,8 +42,15 @@ def run(report) -> None:
             (Lead(campaign=campaign, phone_number=f"+9197{n:08d}", name=f"Lead {n}") for n in range(LEADS)),
             batch_size=5000,
         )
+        log = open(ROOT / "var" / "bench-push-workers.log", "w")  # noqa: SIM115 - closed with the workers
         workers = [
-            subprocess.Popen([sys.executable, "manage.py", "rqworker", "push", "default"], cwd=ROOT, env=os.environ)
+            subprocess.Popen(
+                [sys.executable, "manage.py", "rqworker", "push", "default"],
+                cwd=ROOT,
+                env=os.environ,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
             for _ in range(2)
         ]
         time.sleep(1.5)  # let both workers register before the work arrives
@@ -61,6 +68,8 @@ def run(report) -> None:
             worker.terminate()
         for worker in workers:
             worker.wait(timeout=30)
+        if workers:
+            log.close()
         emulator.terminate()
         emulator.wait(timeout=10)
 

@@ -52,6 +52,7 @@ def start_emulator(*args: str) -> tuple[subprocess.Popen, str]:
         [sys.executable, "-m", "uploads.emulator", "--port", "0", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # its access log; the bench reads /_emulator/inspect instead
         text=True,
     )
     line = process.stdout.readline().strip()

@@ -11,16 +11,15 @@ import shutil
 import socket
 import ssl
 import subprocess
-import threading
 import traceback
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import pytest
 
 import leadhub
+from tests.fixtures.core import LoopbackHTTPServer, QuietHandler
 from uploads.cloudagent import (
     ENDPOINT_PATH,
     MAX_ROW_CHARS,
@@ -249,7 +248,7 @@ def test_build_rows_refuses_a_map_cloudagent_would_fail(column_map):
 # --- A canned HTTP server, for answers the emulator does not give --------------------------------------
 
 
-class CannedServer:
+class CannedServer(LoopbackHTTPServer):
     """Answers every request with the status, body and headers set on it, and keeps what it received."""
 
     def __init__(self):
@@ -259,7 +258,7 @@ class CannedServer:
         self.requests: list[dict] = []
         canned = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 canned.requests.append(
@@ -278,13 +277,7 @@ class CannedServer:
 
             do_GET = do_POST
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        super().__init__(Handler)
 
     def answer(self, status: int, body: bytes | str | dict, **headers: str) -> None:
         if isinstance(body, dict):
@@ -294,10 +287,6 @@ class CannedServer:
             body.encode() if isinstance(body, str) else body,
             headers,
         )
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -762,7 +751,7 @@ def test_a_certificate_that_does_not_verify_is_not_ambiguous(tmp_path):
     server = CannedServer()
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server.server.socket = context.wrap_socket(server.server.socket, server_side=True)
+    server.httpd.socket = context.wrap_socket(server.httpd.socket, server_side=True)
     client = make_client(server.url.replace("http://", "https://"))
 
     with pytest.raises(TransientError) as caught:

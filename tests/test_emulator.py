@@ -17,13 +17,13 @@ import sys
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
+from tests.fixtures.core import LoopbackHTTPServer, QuietHandler
 from tests.fixtures.emulator import REPO_ROOT
 
 API = "/cloudAgentRestAPI/index.php/AddCampaignBulkDataV4/addBulkData/format/json"
@@ -104,7 +104,7 @@ def phones(emulator, campaign: str = "Demo_Outbound") -> list[str]:
     return [lead["PhoneNumber"] for lead in emulator.inspect("leads")["leads"][campaign]]
 
 
-class Receiver:
+class Receiver(LoopbackHTTPServer):
     """Stands in for our callback webhook: records every POST and answers with the next queued status (200)."""
 
     def __init__(self):
@@ -113,7 +113,7 @@ class Receiver:
         self._lock = threading.Lock()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._lock:
@@ -125,12 +125,8 @@ class Receiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/cloudagent/callback/unguessable"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        super().__init__(Handler)
+        self.url += "/cloudagent/callback/unguessable"
 
     def wait(self, count: int, timeout: float = 10.0) -> list[dict]:
         deadline = time.monotonic() + timeout
@@ -138,10 +134,6 @@ class Receiver:
             time.sleep(0.02)
         assert len(self.received) >= count, f"{len(self.received)} callbacks received, expected {count}"
         return list(self.received)
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
