@@ -1,10 +1,15 @@
 """The data model's rules, the scripting commands and the admin pages."""
 
 import json
+import os
+import secrets
+import subprocess
+import sys
 from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
@@ -263,3 +268,33 @@ def test_lead_list_filters_by_the_most_common_reasons(admin_client, campaign, ma
     assert "PhoneNumber Added is a DND Number (3)" in page.content.decode()
     filtered = admin_client.get(url, {"reason": "PhoneNumber Added is a DND Number"})
     assert filtered.context["cl"].result_count == 3
+
+
+def test_production_settings_pass_the_deployment_checklist(tmp_path):
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "leadhub.settings",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "leadhub.example.com",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'deploy.sqlite3'}",
+        "SECURE_SSL_REDIRECT": "1",
+        "SECURE_HSTS_SECONDS": "31536000",
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1",
+        "SECURE_HSTS_PRELOAD": "1",
+    }
+    checked = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_production_settings_refuse_to_start_without_a_secret_key(tmp_path):
+    env = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "leadhub.settings"}
+    checked = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True
+    )
+    assert checked.returncode != 0 and "SECRET_KEY is required" in checked.stderr
