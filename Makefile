@@ -2,19 +2,23 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test smoke bench worker web emulator lint format check clean
+.PHONY: install lock demo test smoke bench worker web emulator lint format check clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,demo]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,demo]'
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+# Re-pin every transitive dependency after changing pyproject.toml.
+lock: install
+	$(BIN)/pip freeze --exclude-editable > constraints.txt
 
 demo: install
 	DJANGO_DEBUG=1 $(BIN)/python scripts/demo.py

@@ -5,6 +5,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 from datetime import timedelta
 from io import StringIO
 
@@ -298,3 +299,33 @@ def test_production_settings_refuse_to_start_without_a_secret_key(tmp_path):
         [sys.executable, "manage.py", "check"], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True
     )
     assert checked.returncode != 0 and "SECRET_KEY is required" in checked.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sqlite_takes_concurrent_writers_without_database_is_locked(campaign, make_leads):
+    """Web and workers write at once; a read-then-write transaction must wait its turn, never fail."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only")
+    lead_ids = [lead.pk for lead in make_leads(4)]
+    errors: list[Exception] = []
+
+    def writer(lead_id: int) -> None:
+        try:
+            for n in range(40):
+                with transaction.atomic():
+                    lead = Lead.objects.get(pk=lead_id)  # read first: the pattern that deadlocks DEFERRED
+                    Lead.objects.filter(pk=lead.pk).update(name=f"round {n}")
+                    Campaign.objects.filter(pk=campaign.pk).update(problem=f"{lead_id}-{n}")
+        except Exception as exc:  # collected for the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(lead_id,)) for lead_id in lead_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert set(Lead.objects.values_list("name", flat=True)) == {"round 39"}
