@@ -160,7 +160,7 @@ class CampaignAdmin(admin.ModelAdmin):
     list_filter = ["is_active", "account"]
     list_select_related = ["account"]
     search_fields = ["name"]
-    readonly_fields = ["problem", "problem_at", "created_at", "updated_at"]
+    readonly_fields = ["progress", "problem", "problem_at", "created_at", "updated_at"]
 
     actions = [push_new_leads]
 
@@ -191,6 +191,8 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.display(description="push progress")
     def progress(self, obj):
+        if obj is None or not obj.pk:
+            return "—"
         return format_html('<a href="{}">progress</a>', reverse("admin:campaigns_campaign_progress", args=[obj.pk]))
 
     @admin.display(description="column map")

@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from campaigns.models import Campaign, Lead
+from tests.fixtures.core import LoopbackHTTPServer, QuietHandler
 from tests.fixtures.push import subprocess_env
 from uploads import dispatcher
 from uploads.models import UploadTransaction
@@ -377,3 +378,55 @@ def test_the_watchdog_job_sweeps_callbacks_and_keeps_itself_scheduled_while_call
     UploadTransaction.objects.create(campaign=campaign, state=State.QUEUED, transaction_id="43")
     push_watchdog_job()
     assert len(django_rq.get_queue("default").scheduled_job_registry.get_job_ids()) == 1
+
+
+class InvalidDataProvider(QuietHandler):
+    """A provider that refuses every request's data, as CloudAgent does for bulkData it cannot read."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps({"status": "failure", "message": "Please provide valid data"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_invalid_data_ends_the_batch_with_the_providers_message(account, campaign, make_leads, push_settings):
+    provider = LoopbackHTTPServer(InvalidDataProvider)
+    try:
+        account.base_url = provider.url
+        account.save()
+        make_leads(3)
+        push_all(campaign)
+
+        report = dispatcher.account_dispatch(account_id=account.pk)
+    finally:
+        provider.close()
+
+    assert report.outcomes == {"refused": 1}
+    batch = UploadTransaction.objects.get()
+    assert (batch.state, batch.last_error, batch.attempts) == (State.ERROR, "Please provide valid data", 1)
+    assert set(Lead.objects.values_list("status_reason", flat=True)) == {"CloudAgent: Please provide valid data"}
+    assert set(Lead.objects.values_list("status", flat=True)) == {Status.FAILED}
+
+
+def test_the_campaign_progress_page_shows_leads_batches_and_budget(admin_client, push_account, campaign, make_leads):
+    make_leads(12, status=Status.UPLOADED)
+    make_leads(5, start=100)
+    push_all(campaign)
+
+    change = admin_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+    progress_url = reverse("admin:campaigns_campaign_progress", args=[campaign.pk])
+    assert progress_url in change.content.decode()
+    assert admin_client.get(reverse("admin:campaigns_campaign_add")).status_code == 200
+    page = admin_client.get(progress_url)
+
+    assert page.status_code == 200
+    progress = page.context["progress"]
+    assert progress["leads"]["uploaded"] == 12 and progress["leads"]["queued"] == 5
+    assert progress["batches"]["waiting"] == 1
+    assert progress["budget"].limit == 5
+    assert page.context["refresh"] is True, "the page refreshes itself while batches wait"
+    assert 'http-equiv="refresh"' in page.content.decode()
