@@ -99,7 +99,17 @@ def main() -> None:
         )
         seed = json.loads(seeded.stdout.strip().splitlines()[-1])
 
-        start(PYTHON, "-m", "uploads.emulator", "--port", str(EMULATOR_PORT), "--process-delay", "2")
+        start(
+            PYTHON,
+            "-m",
+            "uploads.emulator",
+            "--port",
+            str(EMULATOR_PORT),
+            "--process-delay",
+            "2",
+            "--dnd",
+            seed["dnd_file"],
+        )
         wait_for("127.0.0.1", EMULATOR_PORT, "The CloudAgent emulator")
         start(*manage, "run_workers")
         start(*manage, "runserver", WEB, "--noreload")
@@ -113,7 +123,8 @@ def main() -> None:
             f"  login:                {user} / {password}\n"
             f"  CloudAgent emulator:  http://127.0.0.1:{EMULATOR_PORT}/_emulator/inspect\n"
             f"  sample file to import: {seed['sample_file']}\n"
-            f"  {seed['leads']} demo leads are waiting in campaign Demo_Outbound: select them and push.\n"
+            f"  {seed['leads']} demo leads are waiting in campaign Demo_Outbound: select them and push\n"
+            f"  (a few are on the emulator's DND list, to show how refused leads look).\n"
             "  Ctrl-C stops everything.\n",
             flush=True,
         )

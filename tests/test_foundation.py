@@ -8,6 +8,7 @@ import sys
 import threading
 from datetime import timedelta
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -329,3 +330,18 @@ def test_sqlite_takes_concurrent_writers_without_database_is_locked(campaign, ma
 
     assert errors == []
     assert set(Lead.objects.values_list("name", flat=True)) == {"round 39"}
+
+
+def test_seed_demo_is_idempotent_and_leaves_a_login_leads_and_sample_files(client, settings, tmp_path):
+    settings.BASE_DIR = tmp_path
+    out = StringIO()
+    call_command("seed_demo", "--leads", "50", stdout=out)
+    call_command("seed_demo", "--leads", "50", stdout=StringIO())
+    seeded = json.loads(out.getvalue())
+
+    assert Lead.objects.count() == 50 and Campaign.objects.count() == 2
+    assert client.login(username="admin", password="leadhub-demo")
+    sample = Path(seeded["sample_file"]).read_text()
+    assert sample.splitlines()[0] == "Mobile No,Customer Name,priority,Expiry,City"
+    dnd = Path(seeded["dnd_file"]).read_text().split()
+    assert dnd and all(Lead.objects.filter(phone_number=f"+91{number}").exists() for number in dnd)

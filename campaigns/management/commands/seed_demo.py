@@ -50,9 +50,16 @@ class Command(BaseCommand):
         ]
         created = Lead.objects.bulk_create(leads, ignore_conflicts=True, batch_size=1000)
         sample = self._sample_file(rng)
-        self.stdout.write(
-            json.dumps({"login": [user.username, opts["password"]], "leads": len(created), "sample_file": str(sample)})
-        )
+        dnd = self._dnd_file(leads[::97])
+        payload = {"login": [user.username, opts["password"]], "leads": len(created), "sample_file": str(sample)}
+        self.stdout.write(json.dumps({**payload, "dnd_file": str(dnd)}))
+
+    def _dnd_file(self, leads) -> Path:
+        """Numbers the demo's CloudAgent treats as Do-Not-Disturb, so a push shows failed leads and reasons."""
+        path = Path(settings.BASE_DIR) / "var" / "demo" / "dnd.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{lead.phone_number[3:]}\n" for lead in leads))
+        return path
 
     def _sample_file(self, rng) -> Path:
         """A messy file of the kind operators receive, to try the import preview on."""
