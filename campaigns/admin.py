@@ -1,5 +1,6 @@
 """The product's face: accounts, campaigns and leads, built to stay fast with millions of leads."""
 
+import logging
 import os
 import tempfile
 
@@ -30,9 +31,12 @@ from campaigns.services import (
     LeadImportError,
     lead_import_create,
     lead_import_preview,
+    lead_import_resume,
     lead_import_start,
     lead_import_undo,
 )
+
+logger = logging.getLogger("leadhub.admin")
 
 
 def report_push(modeladmin, request, summary) -> None:
@@ -440,6 +444,11 @@ class LeadImportAdmin(admin.ModelAdmin):
                 name="campaigns_leadimport_rejected",
             ),
             path("<int:object_id>/undo/", self.admin_site.admin_view(self.undo_view), name="campaigns_leadimport_undo"),
+            path(
+                "<int:object_id>/resume/",
+                self.admin_site.admin_view(self.resume_view),
+                name="campaigns_leadimport_resume",
+            ),
             *super().get_urls(),
         ]
 
@@ -452,6 +461,24 @@ class LeadImportAdmin(admin.ModelAdmin):
             raise Http404("This import rejected no rows.")
         name = os.path.basename(lead_import.rejected_file.name)
         return FileResponse(lead_import.rejected_file.open("rb"), as_attachment=True, filename=name)
+
+    def resume_view(self, request, object_id):
+        """POST only: runs again an import a crash stopped; rows it already wrote count as imported."""
+        lead_import = get_object_or_404(LeadImport.objects.select_related("campaign"), pk=object_id)
+        if request.method != "POST" or not request.user.has_perm("campaigns.add_lead"):
+            raise PermissionDenied
+        try:
+            background = lead_import_resume(lead_import=lead_import)
+        except (LeadImportError, ImportFileError) as exc:
+            self.message_user(request, f"Not resumed: {exc}", messages.ERROR)
+        except Exception:
+            logger.exception("resuming import %s failed", lead_import.pk)
+            lead_import.refresh_from_db()
+            self.message_user(request, f"The import stopped again: {lead_import.message}", messages.ERROR)
+        else:
+            done = "resumed in the background" if background else f"resumed: {lead_import.message}"
+            self.message_user(request, f"Import {done}", messages.SUCCESS)
+        return redirect(reverse("admin:campaigns_leadimport_change", args=[lead_import.pk]))
 
     def undo_view(self, request, object_id):
         lead_import = get_object_or_404(LeadImport.objects.select_related("campaign"), pk=object_id)

@@ -421,6 +421,7 @@ class _LeadFileImport:
         self.seen: dict[str, int] = {}
         self.today = timezone.localdate()
         leads = _PostgresLeads if connection.vendor == "postgresql" else _SqlLeads
+        self.lead_import_id = lead_import_id
         self.leads = leads(campaign.pk, lead_import_id, with_extra=campaign.update_existing_on_import)
         index = self.mapping.index
         self.extras = [(h, i) for h, i in index.items() if h not in _FIELD_OF and h != "PhoneNumber"]
@@ -515,13 +516,15 @@ class _LeadFileImport:
         update_existing = self.campaign.update_existing_on_import
         with nullcontext() if self.dry_run else transaction.atomic():
             existing = self.leads.existing([row.phone for row in chunk]) if chunk else {}
-            new, updates = [], []
+            new, updates, written_before = [], [], []
             for row in chunk:
                 found = existing.get(row.phone)
                 if found is None:
                     new.append(row)
+                elif self.lead_import_id is not None and found[1] == self.lead_import_id:
+                    written_before.append(row)  # by this import, before a crash stopped it: resuming
                 elif update_existing and found[0] == LeadStatus.NEW:
-                    updates.append((row, found[1]))
+                    updates.append((row, found[2]))
                 elif update_existing:
                     self._duplicate(row.line, row.phone, f"already in the campaign as a {found[0]} lead; not updated")
                 else:
@@ -538,7 +541,7 @@ class _LeadFileImport:
                 self.report.duplicates += len(updates) - updated
             else:
                 updated = len(updates)
-            self.report.imported += len(new)
+            self.report.imported += len(new) + len(written_before)
             self.report.updated += updated
             self._listed(new, self.report.new_rows)
             self._listed([row for row, _extra in updates], self.report.updated_rows)
@@ -568,11 +571,12 @@ class _SqlLeads:
         self.conflict = ", ".join(_columns("campaign", "phone_number"))
         self.phone_column = _columns("phone_number")[0]
 
-    def existing(self, phones: list[str]) -> dict[str, tuple[str, dict | None]]:
-        """phone -> (status, extra if the campaign updates existing leads) for the numbers the campaign has."""
-        fields = ("phone_number", "status", "extra") if self.with_extra else ("phone_number", "status")
+    def existing(self, phones: list[str]) -> dict[str, tuple[str, int | None, dict | None]]:
+        """phone -> (status, the import that wrote it, extra if the campaign updates existing leads) for the numbers
+        the campaign has."""
+        fields = ("phone_number", "status", "lead_import", "extra")[: 4 if self.with_extra else 3]
         found = Lead.objects.filter(campaign_id=self.campaign_id, phone_number__in=phones).values_list(*fields)
-        return {phone: (status, extra[0] if extra else None) for phone, status, *extra in found}
+        return {phone: (status, source, extra[0] if extra else None) for phone, status, source, *extra in found}
 
     def _adapt(self, values: tuple) -> tuple:
         phone, name, priority, expiry, agent_id, skill, extra, line = values
@@ -627,8 +631,8 @@ class _PostgresLeads(_SqlLeads):
 
     TEMP = "leadhub_import_rows"
 
-    def existing(self, phones: list[str]) -> dict[str, tuple[str, dict | None]]:
-        columns = _columns("phone_number", "status", "extra") if self.with_extra else _columns("phone_number", "status")
+    def existing(self, phones: list[str]) -> dict[str, tuple[str, int | None, dict | None]]:
+        columns = _columns("phone_number", "status", "lead_import", "extra")[: 4 if self.with_extra else 3]
         campaign, phone = _columns("campaign", "phone_number")
         with connection.cursor() as cursor:
             cursor.execute(
@@ -636,7 +640,10 @@ class _PostgresLeads(_SqlLeads):
                 [self.campaign_id, phones],
             )
             # Django reads jsonb as text (its JSONField decodes); so does this raw query.
-            return {phone: (status, json.loads(extra[0]) if extra else None) for phone, status, *extra in cursor}
+            return {
+                phone: (status, source, json.loads(extra[0]) if extra else None)
+                for phone, status, source, *extra in cursor
+            }
 
     def insert(self, rows: list[tuple]) -> set[str]:
         columns = ", ".join(_columns(*_ROW_FIELDS))

@@ -117,8 +117,46 @@ def lead_import_start(*, lead_import: LeadImport) -> bool:
 
     from campaigns.jobs import lead_import_run_job
 
-    transaction.on_commit(lambda: django_rq.get_queue("imports").enqueue(lead_import_run_job, lead_import.pk))
+    transaction.on_commit(
+        lambda: django_rq.get_queue("imports").enqueue(
+            lead_import_run_job, lead_import.pk, job_id=lead_import_job_id(lead_import)
+        )
+    )
     return True
+
+
+def lead_import_job_id(lead_import: LeadImport) -> str:
+    """One RQ job id per import: a resumed import's job replaces the dead one's."""
+    return f"lead-import-{lead_import.pk}"
+
+
+def _lead_import_job_alive(lead_import: LeadImport) -> bool:
+    """A background import is alive while RQ has its job waiting or started; RQ marks a dead worker's job failed."""
+    import django_rq
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job, JobStatus
+
+    try:
+        job = Job.fetch(lead_import_job_id(lead_import), connection=django_rq.get_connection("imports"))
+    except NoSuchJobError:
+        return False
+    return job.get_status() in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+
+
+def lead_import_resume(*, lead_import: LeadImport) -> bool:
+    """Run again an import that a crash stopped (failed, or left running by a worker that died) from its stored
+    file. Rows it already wrote count as imported, so nothing is written twice and no row is lost. Returns True
+    when it went to the background."""
+    if lead_import.state == LeadImport.State.RUNNING and _lead_import_job_alive(lead_import):
+        raise LeadImportError("This import is still running in a worker; it cannot be resumed.")
+    reset = LeadImport.objects.filter(
+        pk=lead_import.pk, state__in=[LeadImport.State.FAILED, LeadImport.State.RUNNING]
+    ).update(state=LeadImport.State.PENDING, rows_processed=0, message="Resumed after a stop.", finished_at=None)
+    if not reset:
+        lead_import.refresh_from_db(fields=["state"])
+        raise LeadImportError(f"Only a failed or stopped import can be resumed; this one is {lead_import.state}.")
+    lead_import.refresh_from_db()
+    return lead_import_start(lead_import=lead_import)
 
 
 def lead_import_run(*, lead_import: LeadImport, progress: Callable[[int, int], None] | None = None) -> ImportReport:

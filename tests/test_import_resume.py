@@ -1,0 +1,70 @@
+"""An import stopped by a crash half-way resumes from its stored file: nothing written twice, no row lost."""
+
+import pytest
+from django.urls import reverse
+
+from campaigns import importing
+from campaigns.models import Lead, LeadImport
+from campaigns.services import LeadImportError, lead_import_create, lead_import_resume, lead_import_run
+
+pytestmark = pytest.mark.django_db
+
+
+class WorkerDied(Exception):
+    """Stands in for the process dying at an exact point: in the second chunk, after the first was committed."""
+
+
+@pytest.fixture
+def stopped_import(campaign, lead_file, import_media, monkeypatch, redis_conn):
+    monkeypatch.setattr(importing, "CHUNK_ROWS", 10)
+    rows = [[f"98765{n:05d}", f"Lead {n}", "", ""] for n in range(35)] + [["12345", "Bad", "", ""]]
+    lead_import = lead_import_create(campaign=campaign, path=str(lead_file(rows)), file_name="leads.csv")
+
+    def die_in_the_second_chunk(lines: int, expected: int) -> None:
+        if lines > 10:
+            raise WorkerDied
+
+    with pytest.raises(WorkerDied):
+        lead_import_run(lead_import=lead_import, progress=die_in_the_second_chunk)
+    lead_import.refresh_from_db()
+    assert lead_import.state == LeadImport.State.FAILED
+    assert Lead.objects.count() == 10, "the first chunk was committed before the crash"
+    return lead_import
+
+
+def test_a_resumed_import_writes_the_rest_and_counts_what_it_wrote_before(stopped_import):
+    assert lead_import_resume(lead_import=stopped_import) is False  # small: it ran in the request
+
+    stopped_import.refresh_from_db()
+    assert stopped_import.state == LeadImport.State.COMPLETED
+    assert (stopped_import.imported, stopped_import.duplicates, stopped_import.rejected) == (35, 0, 1)
+    assert Lead.objects.filter(lead_import=stopped_import).count() == 35
+    assert sorted(Lead.objects.values_list("source_line", flat=True)) == list(range(2, 37))
+
+
+def test_an_import_left_running_by_a_dead_worker_can_be_resumed(stopped_import):
+    LeadImport.objects.filter(pk=stopped_import.pk).update(state=LeadImport.State.RUNNING)
+    stopped_import.refresh_from_db()
+    lead_import_resume(lead_import=stopped_import)
+    stopped_import.refresh_from_db()
+    assert stopped_import.state == LeadImport.State.COMPLETED and stopped_import.imported == 35
+
+
+def test_a_completed_import_is_not_resumed(stopped_import):
+    lead_import_resume(lead_import=stopped_import)
+    with pytest.raises(LeadImportError, match="Only a failed or stopped import"):
+        lead_import_resume(lead_import=stopped_import)
+    assert Lead.objects.count() == 35
+
+
+def test_resume_from_the_admin(admin_client, stopped_import):
+    url = reverse("admin:campaigns_leadimport_resume", args=[stopped_import.pk])
+    page = admin_client.get(reverse("admin:campaigns_leadimport_change", args=[stopped_import.pk]))
+    assert url in page.content.decode(), "a failed import offers Resume"
+    assert admin_client.get(url).status_code == 403, "resuming writes: POST only"
+
+    done = admin_client.post(url, follow=True)
+
+    assert "Import resumed" in " ".join(str(m) for m in done.context["messages"])
+    stopped_import.refresh_from_db()
+    assert stopped_import.state == LeadImport.State.COMPLETED
