@@ -41,7 +41,15 @@ logger = logging.getLogger("leadhub.admin")
 
 def report_push(modeladmin, request, summary) -> None:
     """Tell the operator at once what the push will do: leads, batches, ETA, and everything left out."""
-    if summary.leads:
+    if summary.background:
+        modeladmin.message_user(
+            request,
+            f"Batching {summary.leads} lead(s) in the background into about {summary.batches} batch(es) for "
+            f"CloudAgent; the rate limit puts the last batch about {summary.eta_seconds:.0f} s from now. "
+            "Leads our checks refuse will show as 'invalid'.",
+            messages.SUCCESS,
+        )
+    elif summary.leads:
         modeladmin.message_user(
             request,
             f"Queued {summary.leads} lead(s) in {summary.batches} batch(es) for CloudAgent; "
@@ -63,9 +71,9 @@ def report_push(modeladmin, request, summary) -> None:
 
 @admin.action(description="Push selected leads to CloudAgent", permissions=["change"])
 def push_selected_leads(modeladmin, request, queryset):
-    from uploads.services import leads_push
+    from uploads.services import leads_push_request
 
-    report_push(modeladmin, request, leads_push(leads=queryset, user=request.user))
+    report_push(modeladmin, request, leads_push_request(leads=queryset, user=request.user))
 
 
 @admin.action(description="Push all new leads to CloudAgent", permissions=["change"])

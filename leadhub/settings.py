@@ -152,6 +152,8 @@ LEADHUB_DISPATCH_LEASE_SECONDS = env_float("LEADHUB_DISPATCH_LEASE_SECONDS", 30)
 # A dispatcher hands over to a fresh job after this long, so no job outlives RQ's timeout or a deploy.
 LEADHUB_DISPATCH_MAX_SECONDS = env_float("LEADHUB_DISPATCH_MAX_SECONDS", 600)
 LEADHUB_WATCHDOG_SECONDS = env_float("LEADHUB_WATCHDOG_SECONDS", 60)
+# A push of more leads than this is cut into batches by a background job, so the admin answers at once.
+LEADHUB_PUSH_INLINE_LEADS = env_int("LEADHUB_PUSH_INLINE_LEADS", 20_000)
 # Imports with more rows than this are confirmed into a background job with a progress bar.
 LEADHUB_IMPORT_BACKGROUND_ROWS = env_int("LEADHUB_IMPORT_BACKGROUND_ROWS", 5000)
 

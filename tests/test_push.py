@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.urls import reverse
+from rq import SimpleWorker
 
 from campaigns.models import Campaign, Lead
 from tests.fixtures.core import LoopbackHTTPServer, QuietHandler
@@ -430,3 +431,29 @@ def test_the_campaign_progress_page_shows_leads_batches_and_budget(admin_client,
     assert progress["budget"].limit == 5
     assert page.context["refresh"] is True, "the page refreshes itself while batches wait"
     assert 'http-equiv="refresh"' in page.content.decode()
+
+
+def test_a_push_too_big_for_the_request_is_batched_by_a_job(admin_client, push_account, campaign, make_leads, settings):
+    settings.LEADHUB_PUSH_INLINE_LEADS = 10
+    settings.CLOUDAGENT_BATCH_SIZE = 10
+    make_leads(25)
+    make_leads(2, start=100, status=Status.UPLOADED)
+
+    page = admin_client.post(
+        reverse("admin:campaigns_campaign_changelist"),
+        {"action": "push_new_leads", "_selected_action": [campaign.pk]},
+        follow=True,
+    )
+
+    message = " ".join(str(m) for m in page.context["messages"])
+    assert "Batching 25 lead(s) in the background into about 3 batch(es)" in message
+    assert Lead.objects.filter(status=Status.NEW).count() == 25, "the request only enqueued the work"
+    default = django_rq.get_queue("default")
+    assert [job.func_name for job in default.jobs] == ["uploads.jobs.leads_push_job"]
+
+    SimpleWorker([default], connection=default.connection).work(burst=True)
+
+    assert Lead.objects.filter(status=Status.QUEUED).count() == 25
+    assert list(UploadTransaction.objects.order_by("pk").values_list("row_count", flat=True)) == [10, 10, 5]
+    assert set(UploadTransaction.objects.values_list("pushed_by__username", flat=True)) == {"admin"}
+    assert Lead.objects.filter(status=Status.UPLOADED).count() == 2

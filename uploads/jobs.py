@@ -1,7 +1,19 @@
 """RQ jobs: ids in, one service call. Each job is named after the service it wraps, with a _job suffix."""
 
-from uploads import callbacks, dispatcher
+from django.contrib.auth import get_user_model
+
+from campaigns.models import Lead
+from uploads import callbacks, dispatcher, services
 from uploads.models import UploadTransaction
+
+
+def leads_push_job(query, user_id: int | None, statuses: list[str], check_duplicate: bool) -> dict:
+    """Batches a selection too big for the request; `query` is the pickled selection (Django supports it)."""
+    leads = Lead.objects.all()
+    leads.query = query
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    summary = services.leads_push(leads=leads, user=user, statuses=statuses, check_duplicate=check_duplicate)
+    return summary.as_dict()
 
 
 def account_dispatch_job(account_id: int) -> dict:

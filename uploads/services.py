@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import django_rq
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Q
@@ -44,8 +45,13 @@ def callback_url_for(account: CloudAgentAccount) -> str:
     return settings.LEADHUB_PUBLIC_URL + reverse("cloudagent-callback", kwargs={"secret": account.callback_secret})
 
 
-def lead_values(lead: Lead, campaign: Campaign) -> dict:
-    """A lead as CloudAgent columns; the extra columns never override the standard ones."""
+# What a lead contributes to its CloudAgent row; read as named tuples, not models, for million-lead pushes.
+LEAD_ROW_FIELDS = ("pk", "phone_number", "name", "priority", "expiry_date", "agent_id", "skill", "extra")
+
+
+def lead_values(lead, campaign: Campaign) -> dict:
+    """A lead (a Lead, or a row of LEAD_ROW_FIELDS) as CloudAgent columns; the extra columns never override the
+    standard ones."""
     return {
         **(lead.extra or {}),
         "PhoneNumber": format_phone(lead.phone_number, campaign.phone_region, campaign.phone_format),
@@ -59,11 +65,15 @@ def lead_values(lead: Lead, campaign: Campaign) -> dict:
 
 @dataclass
 class PushSummary:
+    """What a push will do. `background`: the selection was too big to batch in the request, so a job batches
+    it; `leads` and `batches` are then what it will take, before our own checks refuse any."""
+
     leads: int = 0
     batches: int = 0
     eta_seconds: float = 0.0
     invalid: int = 0
     not_pushable: dict[str, int] = field(default_factory=dict)
+    background: bool = False
 
     def as_dict(self) -> dict:
         return {
@@ -72,7 +82,44 @@ class PushSummary:
             "eta_seconds": round(self.eta_seconds, 1),
             "invalid": self.invalid,
             "not_pushable": self.not_pushable,
+            "background": self.background,
         }
+
+
+def leads_push_request(
+    *, leads, user=None, statuses: Iterable[str] = PUSHABLE_STATUSES, check_duplicate: bool = False
+) -> PushSummary:
+    """The admin's and the CLI's entry point: answers at once. A selection of up to LEADHUB_PUSH_INLINE_LEADS
+    pushable leads is batched now; a bigger one (batching a million leads takes about a minute) by a job on the
+    `default` queue, and the answer gives the counts and ETA it will have."""
+    statuses = list(statuses)
+    pushable = leads.filter(status__in=statuses)
+    count = pushable.count()
+    if count <= settings.LEADHUB_PUSH_INLINE_LEADS:
+        return leads_push(leads=leads, user=user, statuses=statuses, check_duplicate=check_duplicate)
+    summary = PushSummary(leads=count, background=True, not_pushable=_not_pushable(leads, statuses))
+    summary.batches = -(-count // settings.CLOUDAGENT_BATCH_SIZE)
+    account_ids = Campaign.objects.filter(pk__in=pushable.order_by().values("campaign_id").distinct()).values_list(
+        "account_id", flat=True
+    )
+    for account_id in set(account_ids):
+        summary.eta_seconds = max(
+            summary.eta_seconds, push_eta_seconds(account_id=account_id, more_batches=summary.batches)
+        )
+    from uploads.jobs import leads_push_job
+
+    user_id = user.pk if user is not None else None
+    transaction.on_commit(
+        lambda: django_rq.get_queue("default").enqueue(
+            leads_push_job, pushable.query, user_id, statuses, check_duplicate, job_timeout=3 * 3600
+        )
+    )
+    return summary
+
+
+def _not_pushable(leads, statuses) -> dict[str, int]:
+    rows = leads.exclude(status__in=statuses).order_by().values("status").annotate(n=Count("id"))
+    return {row["status"]: row["n"] for row in rows}
 
 
 def leads_push(*, leads, user=None, statuses: Iterable[str] = PUSHABLE_STATUSES, check_duplicate: bool = False):
@@ -83,9 +130,7 @@ def leads_push(*, leads, user=None, statuses: Iterable[str] = PUSHABLE_STATUSES,
     (re-pushes of leads CloudAgent may already hold).
     """
     statuses = list(statuses)
-    summary = PushSummary()
-    for row in leads.exclude(status__in=statuses).order_by().values("status").annotate(n=Count("id")):
-        summary.not_pushable[row["status"]] = row["n"]
+    summary = PushSummary(not_pushable=_not_pushable(leads, statuses))
     accounts = set()
     campaign_ids = leads.filter(status__in=statuses).order_by().values_list("campaign_id", flat=True).distinct()
     for campaign in Campaign.objects.filter(pk__in=list(campaign_ids)).select_related("account"):
@@ -105,7 +150,7 @@ def leads_push(*, leads, user=None, statuses: Iterable[str] = PUSHABLE_STATUSES,
 
 
 def campaign_push_new(*, campaign: Campaign, user=None) -> PushSummary:
-    return leads_push(leads=Lead.objects.filter(campaign=campaign), user=user, statuses=[Status.NEW])
+    return leads_push_request(leads=Lead.objects.filter(campaign=campaign), user=user, statuses=[Status.NEW])
 
 
 def _dispatch_soon(account_id: int) -> None:
@@ -123,7 +168,7 @@ def _campaign_batches(*, campaign, leads, statuses, user, check_duplicate, summa
     last_id = 0
     carry: list[int] = []
     while True:
-        chunk = list(leads.filter(pk__gt=last_id).order_by("pk")[:CHUNK])
+        chunk = list(leads.filter(pk__gt=last_id).order_by("pk").values_list(*LEAD_ROW_FIELDS, named=True)[:CHUNK])
         if not chunk:
             break
         last_id = chunk[-1].pk
@@ -161,23 +206,30 @@ def _leads_mark_invalid(rejections, *, statuses) -> int:
 def _batch_create(campaign, lead_ids, statuses, options, user, summary) -> None:
     """One transaction per batch: the leads that are still pushable move to `queued` in the same UPDATE that
     ties them to the batch, so a lead is never in two live batches."""
-    batch = UploadTransaction.objects.create(campaign=campaign, options=options, pushed_by=user)
+    batch = UploadTransaction.objects.create(
+        campaign=campaign, options=options, pushed_by=user, row_count=len(lead_ids)
+    )
     taken = Lead.objects.filter(pk__in=lead_ids, status__in=statuses).update(
         status=Status.QUEUED, status_reason="", upload_transaction=batch, updated_at=timezone.now()
     )
     if not taken:
         batch.delete()
         return
-    UploadTransaction.objects.filter(pk=batch.pk).update(row_count=taken)
+    if taken != len(lead_ids):  # some changed state since they were read: the batch holds the rest
+        UploadTransaction.objects.filter(pk=batch.pk).update(row_count=taken)
     summary.leads += taken
     summary.batches += 1
 
 
-def push_eta_seconds(*, account_id: int) -> float:
-    """When the account's last waiting batch should go, at the pace the rate limit allows."""
-    waiting = UploadTransaction.objects.filter(
-        campaign__account_id=account_id, state__in=[State.PENDING, State.SENDING]
-    ).count()
+def push_eta_seconds(*, account_id: int, more_batches: int = 0) -> float:
+    """When the account's last waiting batch (and `more_batches` still to be cut) should go, at the pace the rate
+    limit allows."""
+    waiting = (
+        more_batches
+        + UploadTransaction.objects.filter(
+            campaign__account_id=account_id, state__in=[State.PENDING, State.SENDING]
+        ).count()
+    )
     if not waiting:
         return 0.0
     status = account_pacer(account_id).status()
@@ -397,4 +449,4 @@ def upload_transactions_repush(*, batches, user=None) -> PushSummary:
     Lead.objects.filter(pk__in=lead_ids, status=Status.SENT).update(
         status=Status.UNCONFIRMED, status_reason="no callback came for its batch", updated_at=timezone.now()
     )
-    return leads_push(leads=Lead.objects.filter(pk__in=lead_ids), user=user, check_duplicate=True)
+    return leads_push_request(leads=Lead.objects.filter(pk__in=lead_ids), user=user, check_duplicate=True)

@@ -20,16 +20,12 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         summary = campaign_push_new(campaign=campaign)
         if opts["json"]:
-            data = summary.as_dict()
+            fields = ("leads", "batches", "eta_seconds", "invalid", "background")
+            self.stdout.write(json.dumps({name: summary.as_dict()[name] for name in fields}))
+        elif summary.background:
             self.stdout.write(
-                json.dumps(
-                    {
-                        "leads": data["leads"],
-                        "batches": data["batches"],
-                        "eta_seconds": data["eta_seconds"],
-                        "invalid": data["invalid"],
-                    }
-                )
+                f"Batching {summary.leads} lead(s) in the background into about {summary.batches} batch(es); "
+                f"last batch due in about {summary.eta_seconds:.0f} s."
             )
         else:
             self.stdout.write(
