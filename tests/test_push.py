@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from rq import SimpleWorker
 
-from campaigns.models import Campaign, Lead
+from campaigns.models import Campaign, CloudAgentAccount, Lead
 from tests.fixtures.core import LoopbackHTTPServer, QuietHandler
 from tests.fixtures.push import subprocess_env
 from uploads import dispatcher
@@ -457,3 +457,23 @@ def test_a_push_too_big_for_the_request_is_batched_by_a_job(admin_client, push_a
     assert list(UploadTransaction.objects.order_by("pk").values_list("row_count", flat=True)) == [10, 10, 5]
     assert set(UploadTransaction.objects.values_list("pushed_by__username", flat=True)) == {"admin"}
     assert Lead.objects.filter(status=Status.UPLOADED).count() == 2
+
+
+@pytest.mark.timeout(30)
+def test_batches_of_an_inactive_account_or_campaign_wait_until_it_is_active_again(
+    push_account, campaign, make_leads, push_emulator
+):
+    make_leads(5)
+    push_all(campaign)
+    for paused in (CloudAgentAccount.objects.filter(pk=push_account.pk), Campaign.objects.filter(pk=campaign.pk)):
+        paused.update(is_active=False)
+
+        report = dispatcher.account_dispatch(account_id=push_account.pk)
+
+        assert report.outcomes == {} and not report.handed_over
+        assert UploadTransaction.objects.get().state == State.PENDING
+        assert requests_seen(push_emulator) == []
+        paused.update(is_active=True)
+
+    dispatcher.account_dispatch(account_id=push_account.pk)
+    assert UploadTransaction.objects.get().state == State.QUEUED

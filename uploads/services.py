@@ -243,11 +243,7 @@ def upload_transaction_claim_next(*, account_id: int, last_served: dict[int, flo
     """Take the next batch to send: campaigns sharing the account take turns (the one served longest ago goes
     first), so one big push cannot starve another campaign; within a campaign, oldest batch first."""
     now = timezone.now()
-    ready = UploadTransaction.objects.filter(
-        campaign__account_id=account_id,
-        campaign__is_active=True,
-        state=State.PENDING,
-    ).filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+    ready = _sendable(account_id).filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
     campaign_ids = list(ready.order_by().values_list("campaign_id", flat=True).distinct())
     for campaign_id in sorted(campaign_ids, key=lambda cid: (last_served.get(cid, float("-inf")), cid)):
         for batch_id in ready.filter(campaign_id=campaign_id).order_by("pk").values_list("pk", flat=True)[:5]:
@@ -261,18 +257,21 @@ def upload_transaction_claim_next(*, account_id: int, last_served: dict[int, flo
 
 def next_retry_in(*, account_id: int) -> float | None:
     """Seconds until the earliest backed-off batch may go (0 if one is ready), None when nothing waits."""
-    earliest = (
-        UploadTransaction.objects.filter(campaign__account_id=account_id, campaign__is_active=True, state=State.PENDING)
-        .order_by(F("not_before").asc(nulls_first=True))
-        .values_list("not_before", flat=True)
-        .first()
-    )
+    waiting = _sendable(account_id)
+    earliest = waiting.order_by(F("not_before").asc(nulls_first=True)).values_list("not_before", flat=True).first()
     if earliest is None:
-        exists = UploadTransaction.objects.filter(
-            campaign__account_id=account_id, campaign__is_active=True, state=State.PENDING
-        ).exists()
-        return 0.0 if exists else None
+        return 0.0 if waiting.exists() else None
     return max(0.0, (earliest - timezone.now()).total_seconds())
+
+
+def _sendable(account_id: int):
+    """Pending batches the dispatcher may send: an inactive account or campaign keeps its batches waiting."""
+    return UploadTransaction.objects.filter(
+        campaign__account_id=account_id,
+        campaign__account__is_active=True,
+        campaign__is_active=True,
+        state=State.PENDING,
+    )
 
 
 def upload_transaction_send(*, batch: UploadTransaction, client: cloudagent.CloudAgentClient, pacer: SlotPacer) -> str:

@@ -12,15 +12,16 @@ QUEUES = ("default", "callbacks", "imports")
 
 
 class Command(BaseCommand):
-    help = "Run one RQ worker for every leadhub queue (several for `push`), the first with RQ's scheduler."
+    help = "Run one RQ worker for every leadhub queue (several for `push`), each with RQ's scheduler."
 
     def add_arguments(self, parser):
         parser.add_argument("--push-workers", type=int, default=2, help="Accounts that can push at once.")
 
     def handle(self, *args, **opts):
-        commands = [[sys.executable, "manage.py", "rqworker", QUEUES[0], "--with-scheduler"]]
-        commands += [[sys.executable, "manage.py", "rqworker", queue] for queue in QUEUES[1:]]
-        commands += [[sys.executable, "manage.py", "rqworker", "push"] for _ in range(opts["push_workers"])]
+        # RQ's scheduler only moves the scheduled jobs of its worker's own queues (back-offs, retries, handovers),
+        # so every worker runs one; RQ's lock keeps it to one per queue.
+        queues = [*QUEUES, *["push"] * opts["push_workers"]]
+        commands = [[sys.executable, "manage.py", "rqworker", queue, "--with-scheduler"] for queue in queues]
         workers = [subprocess.Popen(command, cwd=settings.BASE_DIR) for command in commands]
         self.stdout.write(f"started {len(workers)} RQ workers: {', '.join(c[3] for c in commands)}")
 
