@@ -33,13 +33,13 @@ bench: install
 	$(BIN)/python bench/run.py
 
 worker: install
-	$(BIN)/python manage.py run_workers
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py run_workers
 
 web: install
-	$(BIN)/python manage.py runserver 127.0.0.1:8000
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:8000
 
 emulator: install
-	$(BIN)/python manage.py cloudagent_emulator --port 8900
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py cloudagent_emulator --port 8900
 
 lint: install
 	$(BIN)/ruff check .
