@@ -198,6 +198,7 @@ def test_bad_credentials_end_every_waiting_batch_and_flag_the_account(
 
     assert len(requests_seen(push_emulator)) == 1, "one refusal is enough to know the others would be refused"
     assert set(UploadTransaction.objects.values_list("state", flat=True)) == {State.ERROR}
+    assert list(UploadTransaction.objects.order_by("pk").values_list("attempts", flat=True)) == [1, 0, 0]
     push_account.refresh_from_db()
     assert push_account.problem == "Invalid userName or apiKey"
     lead = Lead.objects.first()

@@ -291,7 +291,9 @@ def upload_transaction_send(*, batch: UploadTransaction, client: cloudagent.Clou
             updated_at=timezone.now(),
         )
     if not built.rows:
-        _finish_error(batch, "nothing left to send: every lead was refused by our own checks", lead_status=None)
+        _finish_error(
+            batch, "nothing left to send: every lead was refused by our own checks", lead_status=None, attempted=False
+        )
         return "empty"
 
     options = {**batch.options, "checkDuplicate": bool(batch.options.get("checkDuplicate") or batch.ambiguous_attempts)}
@@ -388,13 +390,25 @@ def _retry(batch: UploadTransaction, exc: cloudagent.CloudAgentError, *, rate_li
     return "rate_limited" if rate_limited else "retry"
 
 
-def _finish_error(batch: UploadTransaction, message: str, *, ambiguous: bool = False, lead_status=Status.FAILED):
+def _finish_error(
+    batch: UploadTransaction,
+    message: str,
+    *,
+    ambiguous: bool = False,
+    lead_status=Status.FAILED,
+    attempted: bool = True,
+):
     """The batch is over without a transactionId. Its leads go where the operator can act on them: `failed`
-    with the reason, or `unconfirmed` when CloudAgent may have taken them after all."""
+    with the reason, or `unconfirmed` when CloudAgent may have taken them after all. `attempted`: this ending
+    followed a request of ours (counted on the batch)."""
     now = timezone.now()
     with transaction.atomic():
         UploadTransaction.objects.filter(pk=batch.pk, state__in=[State.SENDING, State.PENDING]).update(
-            state=State.ERROR, last_error=message[:2000], attempts=F("attempts") + 1, finished_at=now, updated_at=now
+            state=State.ERROR,
+            last_error=message[:2000],
+            attempts=F("attempts") + int(attempted),
+            finished_at=now,
+            updated_at=now,
         )
         if lead_status is not None:
             status = Status.UNCONFIRMED if ambiguous else lead_status
@@ -411,7 +425,7 @@ def _fail_waiting(batches, message: str) -> None:
     """Credentials or a campaign CloudAgent refuses would refuse every waiting batch too: end them now
     rather than spend a rate-limit slot on each."""
     for batch in batches.filter(state=State.PENDING):
-        _finish_error(batch, f"not sent: {message}")
+        _finish_error(batch, f"not sent: {message}", attempted=False)
 
 
 def upload_transactions_recover_stale(*, account_id: int) -> int:
