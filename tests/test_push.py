@@ -478,3 +478,22 @@ def test_batches_of_an_inactive_account_or_campaign_wait_until_it_is_active_agai
 
     dispatcher.account_dispatch(account_id=push_account.pk)
     assert UploadTransaction.objects.get().state == State.QUEUED
+
+
+def test_a_lead_edited_past_the_limits_while_queued_is_left_out_at_send_time(push_account, make_leads, push_emulator):
+    campaign = Campaign.objects.create(
+        account=push_account, name="Demo_Notes", column_map=["PhoneNumber", "Name", "Notes"]
+    )
+    make_leads(3, campaign=campaign)
+    push_all(campaign)
+    edited = Lead.objects.order_by("pk").first()
+    Lead.objects.filter(pk=edited.pk).update(extra={"Notes": "x" * 2000})
+
+    dispatcher.account_dispatch(account_id=push_account.pk)
+
+    edited.refresh_from_db()
+    assert (edited.status, edited.upload_transaction) == (Status.INVALID, None)
+    assert "2000" in edited.status_reason
+    batch = UploadTransaction.objects.get()
+    assert (batch.state, batch.row_count) == (State.QUEUED, 2)
+    assert [r["rows"] for r in requests_seen(push_emulator)] == [2]
