@@ -263,7 +263,9 @@ def test_a_dispatcher_killed_mid_send_is_recovered_without_losing_or_doubling_le
         "import django; django.setup(); from uploads.dispatcher import account_dispatch; "
         f"account_dispatch(account_id={push_account.pk})"
     )
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=settings.BASE_DIR, env=subprocess_env())
+    # A lease long enough that a slow machine cannot let it lapse between the kill and the check below.
+    env = {**subprocess_env(), "LEADHUB_DISPATCH_LEASE_SECONDS": "4"}
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=settings.BASE_DIR, env=env)
     try:
         push_emulator.wait_for(lambda snapshot: len(snapshot["requests"]) == 1, timeout=20)
         assert UploadTransaction.objects.get().state == State.SENDING
@@ -274,7 +276,7 @@ def test_a_dispatcher_killed_mid_send_is_recovered_without_losing_or_doubling_le
             child.kill()
 
     assert dispatcher.account_dispatch(account_id=push_account.pk).busy, "the dead worker's lease has not lapsed"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 15
     while dispatcher.lease_held(push_account.pk) and time.monotonic() < deadline:
         time.sleep(0.1)
     report = dispatcher.account_dispatch(account_id=push_account.pk)
