@@ -5,6 +5,7 @@ import os
 import statistics
 import sys
 import time
+import tracemalloc
 
 LEADS = 1_000_000
 RUNS = 7
@@ -19,8 +20,11 @@ def run(report) -> None:
     from django.db import connection
     from django.test import Client
     from django.urls import clear_url_caches, path
+    from import_export.admin import ExportMixin
+    from import_export.formats.base_formats import CSV
 
     from campaigns.models import Campaign, CloudAgentAccount, Lead
+    from campaigns.resources import LeadExportResource
 
     account = CloudAgentAccount.objects.create(name="bench", user_name="u", api_key="k")
     campaign = Campaign.objects.create(account=account, name="Bench")
@@ -46,7 +50,11 @@ def run(report) -> None:
         list_filter = ["status", "campaign"]
         search_fields = ["phone_number", "name"]
 
-    stock_site.register(Lead, StockLeadAdmin)
+    class StockExportLeadAdmin(ExportMixin, StockLeadAdmin):
+        resource_classes = [LeadExportResource]
+        export_formats = [CSV]
+
+    stock_site.register(Lead, StockExportLeadAdmin)
     import leadhub.urls
 
     leadhub.urls.urlpatterns.insert(0, path("stock-admin/", stock_site.urls))
@@ -73,6 +81,19 @@ def run(report) -> None:
             timings[name] = statistics.median(samples)
             report("admin", f"changelist {label}: {name} median ms", round(timings[name], 1))
         report("admin", f"changelist {label}: stock / leadhub", round(timings["stock"] / timings["leadhub"], 1))
+    export = {"format": "0", "resource": "0", "leadexportresource_phone_number": "on"}
+    export.update({f"leadexportresource_{name}": "on" for name in ("name", "status", "status_reason", "campaign")})
+    for name, prefix in (("leadhub", "/admin/"), ("stock", "/stock-admin/")):
+        tracemalloc.start()
+        t = time.perf_counter()
+        response = client.post(f"{prefix}campaigns/lead/export/?status=failed", export)
+        body = response.streaming_content if response.streaming else [response.content]
+        lines = sum(chunk.count(b"\n") for chunk in body)
+        seconds = time.perf_counter() - t
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        report("admin", f"CSV export of status=failed ({lines - 1} leads): {name} s, traced", round(seconds, 1))
+        report("admin", f"CSV export of status=failed: {name} peak Python MB (tracemalloc)", round(peak))
     drop_database("leadhub_bench_admin")
 
 

@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections, models
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -22,6 +22,7 @@ from import_export.admin import ImportExportMixin
 from import_export.formats.base_formats import CSV, JSON, ODS, TSV, XLS, XLSX
 from import_export.tmp_storages import TempFolderStorage
 
+from campaigns.exporting import leads_export_csv, leads_export_xlsx
 from campaigns.forms import LeadConfirmImportForm, LeadImportForm
 from campaigns.importing import ALIASES, ImportFileError
 from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
@@ -267,6 +268,23 @@ class LeadImportExportMixin(ImportExportMixin):
     import_form_class = LeadImportForm
     confirm_form_class = LeadConfirmImportForm
     import_template_name = "admin/campaigns/lead/import.html"
+
+    def _do_file_export(self, file_format, request, queryset, export_form=None):
+        """Stream the export instead of building it in memory; the form's format and fields still decide."""
+        if not self.has_export_permission(request):
+            raise PermissionDenied
+        fields = self.get_export_resource_fields_from_form(export_form)
+        if isinstance(file_format, CSV):
+            response = StreamingHttpResponse(
+                leads_export_csv(queryset, fields=fields), content_type="text/csv; charset=utf-8"
+            )
+        else:
+            response = FileResponse(
+                leads_export_xlsx(queryset, fields=fields), content_type=file_format.get_content_type()
+            )
+        filename = self.get_export_filename(request, queryset, file_format)
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
 
     def get_confirm_form_initial(self, request, import_form):
         initial = super().get_confirm_form_initial(request, import_form)
