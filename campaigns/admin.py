@@ -147,9 +147,18 @@ class CloudAgentAccountAdmin(admin.ModelAdmin):
     def api_key_masked(self, obj):
         return obj.masked_api_key
 
-    @admin.display(description="problem", boolean=True)
+    @admin.display(description="OK", boolean=True)
     def problem_flag(self, obj):
         return not obj.problem
+
+    def save_model(self, request, obj, form, change):
+        """New credentials or a new address deserve a fresh try: the refusal they may fix is forgotten."""
+        changed = {
+            name for name in ("api_key", "user_name", "base_url") if form.initial.get(name) != getattr(obj, name)
+        }
+        if change and changed:
+            obj.problem, obj.problem_at = "", None
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="callback URL")
     def callback_url(self, obj):
@@ -169,6 +178,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "skip_existing",
         "is_active",
         "ok",
+        "progress",
     ]
     list_filter = ["is_active", "account"]
     list_select_related = ["account"]
@@ -215,6 +225,12 @@ class CampaignAdmin(admin.ModelAdmin):
     @admin.display(description="OK", boolean=True)
     def ok(self, obj):
         return not obj.problem
+
+    def save_model(self, request, obj, form, change):
+        """A renamed campaign or a new column map deserves a fresh try: the refusal it may fix is forgotten."""
+        if change and {"name", "column_map", "account"} & set(form.changed_data):
+            obj.problem, obj.problem_at = "", None
+        super().save_model(request, obj, form, change)
 
 
 class LeadStatusFilter(admin.SimpleListFilter):

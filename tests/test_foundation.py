@@ -345,3 +345,32 @@ def test_seed_demo_is_idempotent_and_leaves_a_login_leads_and_sample_files(clien
     assert sample.splitlines()[0] == "Mobile No,Customer Name,priority,Expiry,City"
     dnd = Path(seeded["dnd_file"]).read_text().split()
     assert dnd and all(Lead.objects.filter(phone_number=f"+91{number}").exists() for number in dnd)
+
+
+def test_new_credentials_clear_the_accounts_problem_flag_and_an_unchanged_key_does_not(admin_client, account):
+    CloudAgentAccount.objects.filter(pk=account.pk).update(problem="Invalid userName or apiKey")
+    url = reverse("admin:campaigns_cloudagentaccount_change", args=[account.pk])
+    form = {"name": account.name, "user_name": account.user_name, "base_url": account.base_url, "is_active": "on"}
+
+    admin_client.post(url, {**form, "api_key": ""})
+    account.refresh_from_db()
+    assert account.problem == "Invalid userName or apiKey", "saving without a new key fixes nothing"
+
+    admin_client.post(url, {**form, "api_key": "a-new-key"})
+    account.refresh_from_db()
+    assert (account.problem, account.api_key) == ("", "a-new-key")
+
+
+def test_a_new_column_map_clears_the_campaigns_problem_flag(admin_client, campaign):
+    Campaign.objects.filter(pk=campaign.pk).update(problem="Invalid Campaign Name")
+    url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+    page = admin_client.get(url)
+    form = {k: v for k, v in page.context["adminform"].form.initial.items() if v not in (None, False)}
+    form.update({"account": campaign.account_id, "name": "Renamed", "column_map": '["PhoneNumber", "Name"]'})
+    form.update({"is_active": "on", "phone_region": "IN", "phone_format": "national"})
+
+    response = admin_client.post(url, form)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    campaign.refresh_from_db()
+    assert (campaign.name, campaign.problem) == ("Renamed", "")
