@@ -144,6 +144,10 @@ CLOUDAGENT_CALLBACK_OVERDUE_SECONDS = env_int("CLOUDAGENT_CALLBACK_OVERDUE_SECON
 CLOUDAGENT_CALLBACK_MAX_BYTES = env_int("CLOUDAGENT_CALLBACK_MAX_BYTES", 1024 * 1024)
 CLOUDAGENT_FAILED_FILE_MAX_BYTES = env_int("CLOUDAGENT_FAILED_FILE_MAX_BYTES", 20 * 1024 * 1024)
 CLOUDAGENT_FAILED_FILE_TIMEOUT = env_float("CLOUDAGENT_FAILED_FILE_TIMEOUT", 60)
+# Hosts (and their subdomains) a failed-rows file may be fetched from; empty allows any http(s) host.
+CLOUDAGENT_FAILED_FILE_HOSTS = [
+    h.strip().lower() for h in os.environ.get("CLOUDAGENT_FAILED_FILE_HOSTS", "").split(",") if h.strip()
+]
 # CloudAgent's startDateTime/endDateTime carry no zone.
 CLOUDAGENT_TIME_ZONE = os.environ.get("CLOUDAGENT_TIME_ZONE", "Asia/Kolkata")
 # One dispatcher per account holds a Redis lease; a killed worker's lease lapses after this long and its

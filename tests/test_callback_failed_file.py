@@ -13,7 +13,7 @@ from rq.registry import ScheduledJobRegistry
 from campaigns.models import Lead
 from tests.fixtures.callbacks import callback_body, callback_data, lead_statuses
 from uploads import callbacks
-from uploads.callbacks import FailedFileRetry, failed_file_fetch
+from uploads.callbacks import FailedFileRetry, failed_file_fetch, failed_file_url_check
 from uploads.models import UploadTransaction
 
 pytestmark = pytest.mark.django_db
@@ -194,6 +194,40 @@ def test_a_url_that_is_not_http_is_never_fetched(completed):
     upload_transaction.refresh_from_db()
     assert "scheme 'file' is not http(s)" in upload_transaction.attention
     assert set(lead_statuses(upload_transaction).values()) == {Lead.Status.UNCONFIRMED}
+
+
+def test_only_the_allowed_hosts_are_fetched_from_when_some_are_named(completed, file_server, settings):
+    content = b"PhoneNumber,Reason\n"
+    settings.CLOUDAGENT_FAILED_FILE_HOSTS = ["files.ozonetel.example"]
+    refused = completed(file_server.serve("/f.csv", content))
+    failed_file_fetch(upload_transaction=refused)
+    refused.refresh_from_db()
+    assert "host '127.0.0.1' is not in CLOUDAGENT_FAILED_FILE_HOSTS" in refused.attention
+    assert file_server.requests == [], "nothing was fetched"
+
+    settings.CLOUDAGENT_FAILED_FILE_HOSTS = ["0.0.1"]  # an address is matched whole, never as a suffix
+    refused = completed(file_server.serve("/g.csv", content))
+    failed_file_fetch(upload_transaction=refused)
+    assert file_server.requests == []
+
+    settings.CLOUDAGENT_FAILED_FILE_HOSTS = ["example.net", "127.0.0.1"]
+    allowed = completed(file_server.serve("/h.csv", content))
+    failed_file_fetch(upload_transaction=allowed)
+    assert len(file_server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "host, allowed, matches",
+    [
+        ("files.cloudagent.example", "cloudagent.example", True),
+        ("cloudagent.example", "cloudagent.example", True),
+        ("evilcloudagent.example", "cloudagent.example", False),
+        ("10.0.0.1", "0.0.1", False),
+    ],
+)
+def test_allowed_hosts_cover_subdomains_of_names_only(settings, host, allowed, matches):
+    settings.CLOUDAGENT_FAILED_FILE_HOSTS = [allowed]
+    assert (failed_file_url_check(f"https://{host}/f.csv") == "") is matches
 
 
 @pytest.mark.parametrize("broken", ["unreachable", "503"])

@@ -275,7 +275,9 @@ def _provider_time(value) -> datetime | None:
 
 
 def failed_file_url_check(url: str) -> str:
-    """Why a failedFilePath cannot be fetched ("" when it can): only http(s) URLs to a host, ever."""
+    """Why a failedFilePath cannot be fetched ("" when it can): only http(s) URLs to a host, ever, and only to the
+    hosts CLOUDAGENT_FAILED_FILE_HOSTS names when it names any, so a forged callback cannot make a worker fetch
+    an address inside our network."""
     if len(url) > UploadTransaction._meta.get_field("failed_file_url").max_length:
         return "the URL is too long"
     try:
@@ -286,7 +288,22 @@ def failed_file_url_check(url: str) -> str:
         return f"scheme {parts.scheme or '(none)'!r} is not http(s)"
     if not parts.hostname:
         return "the URL names no host"
+    allowed = settings.CLOUDAGENT_FAILED_FILE_HOSTS
+    host = parts.hostname.lower()
+    if allowed and not any(_host_matches(host, name) for name in allowed):
+        return f"host {host!r} is not in CLOUDAGENT_FAILED_FILE_HOSTS"
     return ""
+
+
+def _host_matches(host: str, allowed: str) -> bool:
+    """A name covers its subdomains; an address only itself (127.0.0.1 is no "subdomain" of 0.0.1)."""
+    if host == allowed:
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host.endswith("." + allowed)
+    return False
 
 
 # --- Receiving and applying --------------------------------------------------------------------------------
