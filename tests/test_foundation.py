@@ -374,3 +374,30 @@ def test_a_new_column_map_clears_the_campaigns_problem_flag(admin_client, campai
     assert response.status_code == 302, response.context["adminform"].form.errors
     campaign.refresh_from_db()
     assert (campaign.name, campaign.problem) == ("Renamed", "")
+
+
+def test_the_admin_front_page_is_a_dashboard(admin_client, campaign, make_leads, account):
+    make_leads(4)
+    make_leads(2, start=10, status=Lead.Status.FAILED, status_reason="PhoneNumber Added is a DND Number")
+    CloudAgentAccount.objects.filter(pk=account.pk).update(problem="Invalid userName or apiKey")
+    UploadTransaction.objects.create(campaign=campaign, state="completed", attention="4 rows not processed")
+
+    page = admin_client.get(reverse("admin:index"))
+
+    dashboard = page.context["dashboard"]
+    assert (dashboard["lead_total"], dashboard["leads"]["new"], dashboard["leads"]["failed"]) == (6, 4, 2)
+    assert dashboard["needs_attention"] == 1
+    html = page.content.decode()
+    assert "CloudAgent refused account" in html and "Invalid userName or apiKey" in html
+    assert 'id="dashboard-lead-failed">2<' in html
+    assert "Campaigns and leads" in html, "the app list is still there"
+
+
+def test_healthz_answers_for_the_database_and_redis(client, settings):
+    healthy = client.get(reverse("healthz"))
+    assert (healthy.status_code, healthy.json()) == (200, {"database": "ok", "redis": "ok"})
+
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
+    broken = client.get(reverse("healthz"))
+    assert broken.status_code == 503
+    assert broken.json() == {"database": "ok", "redis": "error: ConnectionError"}

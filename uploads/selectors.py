@@ -51,3 +51,18 @@ def campaign_progress(*, campaign: Campaign) -> dict:
         "dispatching": lease_held(campaign.account_id),
         "eta_seconds": push_eta_seconds(account_id=campaign.account_id),
     }
+
+
+def dashboard() -> dict:
+    """The admin's front page: where every lead stands, what waits on CloudAgent, and what needs a person."""
+    from campaigns.models import CloudAgentAccount, LeadImport
+
+    counts = status_counts()
+    return {
+        **counts,
+        "lead_total": sum(counts["leads"].values()),
+        "accounts_refused": list(CloudAgentAccount.objects.exclude(problem="").order_by("name")[:10]),
+        "campaigns_refused": list(Campaign.objects.exclude(problem="").select_related("account").order_by("name")[:10]),
+        "needs_attention": UploadTransaction.objects.exclude(attention="").count(),
+        "recent_imports": list(LeadImport.objects.select_related("campaign").order_by("-created_at")[:5]),
+    }

@@ -1,0 +1,5 @@
+from django.contrib.admin.apps import AdminConfig
+
+
+class LeadhubAdminConfig(AdminConfig):
+    default_site = "leadhub.admin_site.LeadhubAdminSite"
