@@ -389,7 +389,7 @@ def test_the_admin_front_page_is_a_dashboard(admin_client, campaign, make_leads,
     assert dashboard["needs_attention"] == 1
     html = page.content.decode()
     assert "CloudAgent refused account" in html and "Invalid userName or apiKey" in html
-    assert 'id="dashboard-lead-failed">2<' in html
+    assert 'id="dashboard-lead-failed" style="text-align: right">2<' in html
     assert "Campaigns and leads" in html, "the app list is still there"
 
 
