@@ -11,6 +11,7 @@ import time
 
 import django_rq
 import pytest
+import redis
 from django.conf import settings
 from django.core.management import call_command
 from django.urls import reverse
@@ -499,3 +500,64 @@ def test_a_lead_edited_past_the_limits_while_queued_is_left_out_at_send_time(pus
     batch = UploadTransaction.objects.get()
     assert (batch.state, batch.row_count) == (State.QUEUED, 2)
     assert [r["rows"] for r in requests_seen(push_emulator)] == [2]
+
+
+def test_a_batch_that_may_have_reached_cloudagent_earlier_ends_unconfirmed_not_failed(
+    push_account, campaign, make_leads, push_emulator, settings
+):
+    settings.CLOUDAGENT_BATCH_SIZE = 5
+    make_leads(10)
+    push_all(campaign)
+    first, second = UploadTransaction.objects.order_by("pk")
+    UploadTransaction.objects.filter(pk=first.pk).update(ambiguous_attempts=1)  # an earlier answer was lost
+    push_account.api_key = "wrong-key"
+    push_account.save()
+
+    dispatcher.account_dispatch(account_id=push_account.pk)
+
+    assert set(Lead.objects.filter(upload_transaction=first).values_list("status", flat=True)) == {Status.UNCONFIRMED}
+    assert set(Lead.objects.filter(upload_transaction=second).values_list("status", flat=True)) == {Status.FAILED}
+
+
+def test_rate_limit_answers_spend_no_retry(push_account, campaign, make_leads, push_emulator):
+    make_leads(5)
+    push_all(campaign)
+    UploadTransaction.objects.update(attempts=5, rate_limited=5)  # five rate-limit answers already
+    push_emulator.force_fault("error", 1)
+
+    dispatcher.account_dispatch(account_id=push_account.pk)
+
+    batch = UploadTransaction.objects.get()
+    assert (batch.state, batch.attempts) == (State.QUEUED, 7), "one failure of three allowed, then accepted"
+
+
+def test_a_late_outcome_from_a_dispatcher_that_lost_its_claim_changes_nothing(push_account, campaign, make_leads):
+    from uploads import services
+
+    make_leads(3)
+    push_all(campaign)
+    stale = services.upload_transaction_claim_next(account_id=push_account.pk, last_served={})
+    services.upload_transactions_recover_stale(account_id=push_account.pk)  # the lease lapsed: recovered
+    fresh = services.upload_transaction_claim_next(account_id=push_account.pk, last_served={})
+    assert fresh.pk == stale.pk
+
+    services._finish_error(stale, "Invalid userName or apiKey")
+
+    fresh.refresh_from_db()
+    assert fresh.state == State.SENDING, "the second dispatcher's send is still its own"
+    assert set(Lead.objects.values_list("status", flat=True)) == {Status.QUEUED}
+
+
+def test_a_dispatcher_whose_lease_cannot_be_renewed_stops_claiming(push_account, settings, monkeypatch):
+    settings.LEADHUB_DISPATCH_LEASE_SECONDS = 0.3
+    lease = dispatcher._Lease(push_account.pk)
+    assert lease.acquire()
+
+    def redis_down(*args, **kwargs):
+        raise redis.ConnectionError("Redis went away")  # a failure at an exact point: the renewal
+
+    monkeypatch.setattr(lease.lock, "reacquire", redis_down)
+    try:
+        assert lease.lost.wait(timeout=5), "the dispatcher must learn that another may take over"
+    finally:
+        lease.release()

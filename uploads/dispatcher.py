@@ -58,7 +58,9 @@ class _Lease:
     def __init__(self, account_id: int):
         ttl = settings.LEADHUB_DISPATCH_LEASE_SECONDS
         self.lock = _redis().lock(_lease_key(account_id), timeout=ttl, thread_local=False)
+        self.ttl = ttl
         self.interval = ttl / 3
+        self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, daemon=True, name=f"lease-{account_id}")
 
@@ -69,12 +71,18 @@ class _Lease:
         return True
 
     def _renew(self) -> None:
+        """Renew every third of the lease; a Redis error is retried until the lease would have lapsed, and then
+        the dispatcher is told to stop (it checks `lost` before each claim), since another may take over."""
+        renewed = time.monotonic()
         while not self._stop.wait(self.interval):
             try:
                 self.lock.reacquire()
-            except Exception:  # lost to expiry: the next send's claim check decides, the pacer keeps the limit
-                logger.exception("dispatcher lease for %s could not be renewed", self.lock.name)
-                return
+                renewed = time.monotonic()
+            except Exception:
+                logger.warning("dispatcher lease %s: renewal failed", self.lock.name, exc_info=True)
+                if time.monotonic() - renewed >= self.ttl * 2 / 3:
+                    self.lost.set()
+                    return
 
     def release(self) -> None:
         self._stop.set()
@@ -100,6 +108,9 @@ def account_dispatch(*, account_id: int, max_seconds: float | None = None) -> Di
         finally:
             lease.release()
             close_old_connections()
+        if lease.lost.is_set():  # another dispatcher may own the account now; the watchdog sees to the rest
+            report.handed_over = True
+            return report
         # A push that committed while we were finishing saw our lease and left its batches to us: look again
         # now that the lease is free, so no batch is stranded between two dispatchers.
         wait = services.next_retry_in(account_id=account_id)
@@ -125,7 +136,7 @@ def _dispatch_while_work(account_id: int, lease: _Lease, deadline: float, report
         read_timeout=settings.CLOUDAGENT_READ_TIMEOUT,
     )
     with client:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not lease.lost.is_set():
             batch = services.upload_transaction_claim_next(account_id=account_id, last_served=last_served)
             if batch is None:
                 wait = services.next_retry_in(account_id=account_id)

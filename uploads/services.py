@@ -321,7 +321,8 @@ def upload_transaction_send(*, batch: UploadTransaction, client: cloudagent.Clou
             callback_url=callback_url,
         )
     except cloudagent.RateLimitedError as exc:
-        pacer.push_back(pacer.interval)
+        # CloudAgent counts differently from us: skip the next slot, and a whole window if it keeps saying so.
+        pacer.push_back(min(pacer.window_seconds, pacer.interval * 2 ** (batch.rate_limited + 1)))
         return _retry(batch, exc, rate_limited=True)
     except cloudagent.TransientError as exc:
         return _retry(batch, exc)
@@ -373,13 +374,14 @@ def _retry(batch: UploadTransaction, exc: cloudagent.CloudAgentError, *, rate_li
     """Back to `pending`: a rate-limit answer waits only for the next slot; a transient error backs off
     exponentially with jitter; an ambiguous one is re-sent with checkDuplicate=true (recorded on the batch)."""
     attempts = batch.attempts + 1
-    if not rate_limited and attempts >= settings.CLOUDAGENT_MAX_ATTEMPTS:
+    failures = attempts - batch.rate_limited  # a rate-limit answer is not a failure: it spends no retry
+    if not rate_limited and failures >= settings.CLOUDAGENT_MAX_ATTEMPTS:
         _finish_error(batch, f"gave up after {attempts} attempts: {exc.message}", ambiguous=exc.ambiguous)
         return "gave_up"
     delay = 0.0
     if not rate_limited:
         ceiling = min(
-            settings.CLOUDAGENT_BACKOFF_MAX_SECONDS, settings.CLOUDAGENT_BACKOFF_SECONDS * 2 ** (attempts - 1)
+            settings.CLOUDAGENT_BACKOFF_MAX_SECONDS, settings.CLOUDAGENT_BACKOFF_SECONDS * 2 ** (failures - 1)
         )
         delay = random.uniform(ceiling / 2, ceiling)
     now = timezone.now()
@@ -395,8 +397,14 @@ def _retry(batch: UploadTransaction, exc: cloudagent.CloudAgentError, *, rate_li
     if exc.ambiguous:
         changes["ambiguous_attempts"] = F("ambiguous_attempts") + 1
         changes["options"] = {**batch.options, "checkDuplicate": True}
-    UploadTransaction.objects.filter(pk=batch.pk, state=State.SENDING).update(**changes)
+    _as_claimed(batch).filter(state=State.SENDING).update(**changes)
     return "rate_limited" if rate_limited else "retry"
+
+
+def _as_claimed(batch: UploadTransaction):
+    """The batch as this dispatcher claimed it: if its lease lapsed and another dispatcher re-claimed the batch,
+    this one's late outcome must not overwrite the other's."""
+    return UploadTransaction.objects.filter(pk=batch.pk, claimed_at=batch.claimed_at)
 
 
 def _finish_error(
@@ -410,16 +418,21 @@ def _finish_error(
     """The batch is over without a transactionId. Its leads go where the operator can act on them: `failed`
     with the reason, or `unconfirmed` when CloudAgent may have taken them after all. `attempted`: this ending
     followed a request of ours (counted on the batch)."""
+    ambiguous = ambiguous or batch.ambiguous_attempts > 0  # an earlier attempt may have got through
     now = timezone.now()
     with transaction.atomic():
-        UploadTransaction.objects.filter(pk=batch.pk, state__in=[State.SENDING, State.PENDING]).update(
-            state=State.ERROR,
-            last_error=message[:2000],
-            attempts=F("attempts") + int(attempted),
-            finished_at=now,
-            updated_at=now,
+        ended = (
+            _as_claimed(batch)
+            .filter(state__in=[State.SENDING, State.PENDING])
+            .update(
+                state=State.ERROR,
+                last_error=message[:2000],
+                attempts=F("attempts") + int(attempted),
+                finished_at=now,
+                updated_at=now,
+            )
         )
-        if lead_status is not None:
+        if ended and lead_status is not None:
             status = Status.UNCONFIRMED if ambiguous else lead_status
             Lead.objects.filter(upload_transaction=batch, status=Status.QUEUED).update(
                 status=status, status_reason=f"CloudAgent: {message}"[:500], updated_at=now
@@ -444,6 +457,7 @@ def upload_transactions_recover_stale(*, account_id: int) -> int:
     for batch in UploadTransaction.objects.filter(campaign__account_id=account_id, state=State.SENDING):
         recovered += UploadTransaction.objects.filter(pk=batch.pk, state=State.SENDING).update(
             state=State.PENDING,
+            claimed_at=None,  # the dead dispatcher's claim: should it wake, its outcome no longer matches
             ambiguous_attempts=F("ambiguous_attempts") + 1,
             options={**batch.options, "checkDuplicate": True},
             last_error="the worker stopped while sending; re-sending with checkDuplicate=true",
