@@ -191,12 +191,15 @@ def _csv_sheet(path: Path, delimiter: str | None = None) -> Iterator[Sheet]:
         reader = csv.reader(f, delimiter=delimiter)
 
         def numbered():
-            line = 0
+            """Records numbered by the physical line they start on: a quoted cell may span several lines, and
+            the operator looks for a rejected row in a text editor or a spreadsheet by that number."""
+            end = 0
             try:
-                for line, cells in enumerate(reader, start=1):  # noqa: B007 - line is read after a csv.Error
-                    yield line, cells
+                for cells in reader:
+                    start, end = end + 1, reader.line_num
+                    yield start, cells
             except csv.Error as exc:
-                raise ImportFileError(f"line {line + 1} cannot be read as CSV: {exc}") from exc
+                raise ImportFileError(f"line {end + 1} cannot be read as CSV: {exc}") from exc
 
         yield _sheet(numbered(), lines)
 

@@ -163,7 +163,7 @@ def test_rows_matching_no_lead_and_counts_that_disagree_are_flagged(completed, f
         (200, b"<html><body>Sign in</body></html>", {"Content_Type": "text/html"}, "no phone number column"),
         (200, b"PK\x03\x04 not really a zip", {}, "not a spreadsheet we can read"),
         (200, b"", {}, "no phone number column (headers: none"),
-        (302, b"", {"Location": "file:///etc/passwd"}, "could not be downloaded"),
+        (302, b"", {"Location": "file:///etc/passwd"}, "redirects to a URL refused: scheme 'file'"),
     ],
 )
 def test_a_file_that_cannot_be_had_or_read_leaves_the_leads_unconfirmed_and_says_why(
@@ -311,3 +311,30 @@ PRIORITY_REASON = "Priority, supports only numeric value or the value is not pas
 def test_reasons_holding_delimiters_are_read_whole(content):
     found = callbacks.failed_file_read(content)
     assert found.rows == [("9812345678", PRIORITY_REASON)]
+
+
+def test_a_failed_file_that_cannot_be_read_as_csv_leaves_the_leads_unconfirmed(completed, file_server):
+    unreadable = b'PhoneNumber,Reason\n9812345678,"' + b"x" * 200_000 + b"\n"  # an unclosed quote
+    upload_transaction = completed(file_server.serve("/broken.csv", unreadable))
+
+    failed_file_fetch(upload_transaction=upload_transaction)
+
+    upload_transaction.refresh_from_db()
+    assert "cannot be read as CSV" in upload_transaction.attention
+    assert set(lead_statuses(upload_transaction).values()) == {Lead.Status.UNCONFIRMED}
+
+
+def test_redirects_are_followed_only_to_urls_that_pass_the_same_checks(completed, file_server, settings):
+    settings.CLOUDAGENT_FAILED_FILE_HOSTS = ["127.0.0.1"]
+    content = b"PhoneNumber,Reason\n"
+    file_server.serve("/real.csv", content)
+    moved = completed(file_server.serve("/moved.csv", status=302, Location=f"{file_server.url}/real.csv"))
+    failed_file_fetch(upload_transaction=moved)
+    moved.refresh_from_db()
+    assert moved.failed_file, "a redirect within the allowed hosts is followed"
+
+    escaping = completed(file_server.serve("/escape.csv", status=302, Location="http://10.0.0.1/internal.csv"))
+    failed_file_fetch(upload_transaction=escaping)
+    escaping.refresh_from_db()
+    assert "redirects to a URL refused: host '10.0.0.1'" in escaping.attention
+    assert set(lead_statuses(escaping).values()) == {Lead.Status.UNCONFIRMED}

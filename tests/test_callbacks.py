@@ -91,6 +91,7 @@ def test_an_unreadable_time_is_left_empty():
         ('{"data": "not json"}', "not valid JSON"),
         ("data=", "not valid JSON"),
         ('{"data": {"transactionId": "1", "status": "Success", "n": NaN}}', "not valid JSON"),
+        ('{"data": {"transactionId": "1", "status": "Success", "totalNoUploaded": 1e400}}', "out of range"),
         ('{"data": {"status": "Success"}}', "no transactionId"),
         ('{"data": {"transactionId": "12 34", "status": "Success"}}', "not a CloudAgent transactionId"),
         ('{"data": {"transactionId": "' + "1" * 41 + '", "status": "Success"}}', "not a CloudAgent transactionId"),

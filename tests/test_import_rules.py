@@ -232,6 +232,15 @@ def test_blank_rows_are_ignored_and_line_numbers_stay_those_of_the_file(campaign
     assert list(rejected_reasons(report)) == [5]
 
 
+def test_line_numbers_are_physical_lines_when_a_quoted_cell_spans_several(campaign, lead_file, import_media):
+    path = lead_file([["9876543210", "Two\nline name", "", ""], ["bad", "B", "", ""], ["9876543211", "C", "", ""]])
+
+    _, report = run_import(campaign, path)
+
+    assert list(rejected_reasons(report)) == [4], "header on 1, the two-line row on 2-3, the bad one on 4"
+    assert sorted(Lead.objects.values_list("source_line", flat=True)) == [2, 5]
+
+
 @pytest.mark.parametrize(
     ("header", "rows", "message"),
     [

@@ -561,3 +561,30 @@ def test_a_dispatcher_whose_lease_cannot_be_renewed_stops_claiming(push_account,
         assert lease.lost.wait(timeout=5), "the dispatcher must learn that another may take over"
     finally:
         lease.release()
+
+
+def test_one_callback_that_breaks_on_our_side_does_not_stop_the_watchdog(
+    push_account, campaign, redis_conn, monkeypatch
+):
+    from uploads import callbacks
+    from uploads.jobs import push_watchdog_job
+    from uploads.models import CallbackEvent
+
+    UploadTransaction.objects.create(campaign=campaign, state=State.QUEUED, transaction_id="42")
+    for _ in range(2):
+        CallbackEvent.objects.create(account=push_account, transaction_id="42", state=CallbackEvent.State.WAITING)
+    calls = []
+
+    def breaks_once(*, event):
+        calls.append(event.pk)
+        if len(calls) == 1:
+            raise RuntimeError("a bug of ours, at an exact point")
+        return CallbackEvent.objects.get(pk=event.pk)
+
+    monkeypatch.setattr(callbacks, "callback_event_apply", breaks_once)
+
+    result = push_watchdog_job()
+
+    assert len(calls) == 2, "the second event was still swept"
+    assert result["callbacks"]["errors"] == 1
+    assert len(django_rq.get_queue("default").scheduled_job_registry.get_job_ids()) == 1, "still scheduled"

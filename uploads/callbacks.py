@@ -13,6 +13,7 @@ import io
 import ipaddress
 import json
 import logging
+import math
 import re
 import time
 from collections import defaultdict
@@ -197,7 +198,7 @@ def _data_object(body: str, content_type: str) -> dict:
 
 def _json(text: str, *, what: str):
     try:
-        document = json.loads(text, parse_constant=_refuse_constant)
+        document = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
         quirk = _UNESCAPED_DATA_STRING.fullmatch(text)
         if quirk is None:
@@ -206,6 +207,14 @@ def _json(text: str, *, what: str):
     if isinstance(document, str) and document.lstrip().startswith("{"):
         return _json(document, what=what)  # a whole body sent as one JSON string
     return document
+
+
+def _finite_float(text: str) -> float:
+    """1e400 parses as infinity, which no database column stores: a body carrying one is malformed."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
 
 
 def _refuse_constant(name: str):
@@ -387,7 +396,11 @@ def callback_events_sweep(*, received_before: timedelta = timedelta(minutes=1)) 
     ).order_by("id")
     counts: dict[str, int] = defaultdict(int)
     for pk in pending.values_list("pk", flat=True):
-        counts[callback_event_apply(event=CallbackEvent(pk=pk)).state] += 1
+        try:
+            counts[callback_event_apply(event=CallbackEvent(pk=pk)).state] += 1
+        except Exception:  # one event that breaks on our side must not stop the sweep of the others
+            logger.exception("callback event %s could not be applied; it stays for the next sweep", pk)
+            counts["errors"] += 1
     for upload_transaction_id in upload_transactions_failed_file_pending().values_list("pk", flat=True):
         if _failed_file_fetch_enqueue(upload_transaction_id):
             counts["failed_files_enqueued"] += 1
@@ -593,9 +606,7 @@ def failed_file_download(url: str) -> bytes:
     seconds = settings.CLOUDAGENT_FAILED_FILE_TIMEOUT
     deadline = time.monotonic() + seconds
     try:
-        with requests.get(
-            url, stream=True, timeout=(min(seconds, 10), seconds), headers={"User-Agent": "leadhub"}
-        ) as response:
+        with _get_checking_every_hop(url, seconds) as response:
             status = response.status_code
             if status in (408, 425, 429) or status >= 500:
                 raise FailedFileTemporarilyUnavailable(f"the failed file server answered HTTP {status}")
@@ -619,6 +630,27 @@ def failed_file_download(url: str) -> bytes:
     return b"".join(chunks)
 
 
+def _get_checking_every_hop(url: str, seconds: float, hops: int = 3) -> requests.Response:
+    """GET, following at most `hops` redirects, each to a URL failed_file_url_check accepts: an allowed host
+    must not be able to redirect a worker into our own network."""
+    for _ in range(hops + 1):
+        response = requests.get(
+            url,
+            stream=True,
+            timeout=(min(seconds, 10), seconds),
+            headers={"User-Agent": "leadhub"},
+            allow_redirects=False,
+        )
+        if not response.is_redirect:
+            return response
+        response.close()
+        url = requests.compat.urljoin(url, response.headers["Location"])
+        problem = failed_file_url_check(url)
+        if problem:
+            raise FailedFileUnavailable(f"the failed file redirects to a URL refused: {problem}")
+    raise FailedFileUnavailable(f"the failed file redirects more than {hops} times")
+
+
 def _failed_file_store(upload_transaction: UploadTransaction, content: bytes) -> None:
     """Keep a copy before reading it: the URL dies after 24 h and the operator may want to see the file."""
     extension = "xlsx" if content[:4] == b"PK\x03\x04" else "xls" if content[:4] == b"\xd0\xcf\x11\xe0" else "csv"
@@ -639,7 +671,10 @@ def failed_file_read(content: bytes) -> FailedFileRows:
         except Exception as exc:  # calamine raises several unrelated types for a damaged file
             raise FailedFileUnavailable(f"the failed file is not a spreadsheet we can read: {exc}") from exc
     else:
-        table = _csv_table(content)
+        try:
+            table = _csv_table(content)
+        except csv.Error as exc:  # e.g. an unclosed quote: the file cannot tell which rows failed
+            raise FailedFileUnavailable(f"the failed file cannot be read as CSV: {exc}") from exc
     for index, header in enumerate(table[:HEADER_SCAN_ROWS]):
         names = [re.sub(r"[^a-z0-9]", "", _cell(value).lower()) for value in header]
         phone = next((names.index(alias) for alias in PHONE_HEADERS if alias in names), None)

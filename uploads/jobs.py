@@ -26,10 +26,12 @@ def push_watchdog_job() -> dict:
     """Runs every LEADHUB_WATCHDOG_SECONDS while any batch is unfinished or awaits its callback, rescheduling
     itself: restarts dispatch for orphaned batches and sweeps callbacks that are waiting or half-applied."""
     dispatcher.clear_watchdog_marker()
-    started = dispatcher.push_watchdog()
-    swept = callbacks.callback_events_sweep()
-    if dispatcher.unfinished_batches_exist():
-        dispatcher.watchdog_ensure()
+    try:
+        started = dispatcher.push_watchdog()
+        swept = callbacks.callback_events_sweep()
+    finally:  # whatever broke this run, the next one stays scheduled
+        if dispatcher.unfinished_batches_exist():
+            dispatcher.watchdog_ensure()
     return {"dispatchers_started": started, "callbacks": swept}
 
 
