@@ -588,3 +588,11 @@ def test_one_callback_that_breaks_on_our_side_does_not_stop_the_watchdog(
     assert len(calls) == 2, "the second event was still swept"
     assert result["callbacks"]["errors"] == 1
     assert len(django_rq.get_queue("default").scheduled_job_registry.get_job_ids()) == 1, "still scheduled"
+
+
+def test_a_long_back_off_schedules_one_dispatcher_not_one_per_watchdog_tick(push_account, redis_conn):
+    for _ in range(3):
+        dispatcher.account_dispatch_ensure(account_id=push_account.pk, delay=120)
+
+    scheduled = django_rq.get_queue("push").scheduled_job_registry.get_job_ids()
+    assert len(scheduled) == 1

@@ -153,19 +153,19 @@ def _dispatch_while_work(account_id: int, lease: _Lease, deadline: float, report
 
 def account_dispatch_ensure(*, account_id: int, delay: float = 0.0) -> None:
     """Make sure a dispatcher will run for the account: enqueue one unless one holds the lease or is already
-    queued (a short marker key keeps a burst of pushes from queueing a job each)."""
+    queued, or schedule one `delay` seconds out unless one is already scheduled by then (marker keys keep a burst
+    of pushes, or the watchdog's every tick during a long back-off, from piling up jobs)."""
     from uploads.jobs import account_dispatch_job
 
     redis = _redis()
-    if delay <= 0 and lease_held(account_id):
-        return
-    marker = _queued_marker(account_id)
-    if delay <= 0 and not redis.set(marker, "1", nx=True, ex=max(5, int(settings.LEADHUB_DISPATCH_LEASE_SECONDS))):
-        return
     queue = django_rq.get_queue(QUEUE)
     if delay > 0:
-        queue.enqueue_in(timedelta(seconds=delay), account_dispatch_job, account_id)
-    else:
+        if redis.set(f"leadhub:dispatch:scheduled:{account_id}", "1", nx=True, ex=max(1, int(delay))):
+            queue.enqueue_in(timedelta(seconds=delay), account_dispatch_job, account_id)
+        return
+    if lease_held(account_id):
+        return
+    if redis.set(_queued_marker(account_id), "1", nx=True, ex=max(5, int(settings.LEADHUB_DISPATCH_LEASE_SECONDS))):
         queue.enqueue(account_dispatch_job, account_id)
 
 
