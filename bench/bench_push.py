@@ -24,6 +24,7 @@ def run(report) -> None:
         "--window-seconds", str(WINDOW), "--requests-per-window", str(PER_WINDOW), "--process-delay", "0.2"
     )
     workers = []
+    log = open(ROOT / "var" / "bench-push-workers.log", "w")  # noqa: SIM115 - closed after the workers stop
     try:
         import django_rq
 
@@ -42,7 +43,6 @@ def run(report) -> None:
             (Lead(campaign=campaign, phone_number=f"+9197{n:08d}", name=f"Lead {n}") for n in range(LEADS)),
             batch_size=5000,
         )
-        log = open(ROOT / "var" / "bench-push-workers.log", "w")  # noqa: SIM115 - closed with the workers
         workers = [
             subprocess.Popen(
                 [sys.executable, "manage.py", "rqworker", "push", "default"],
@@ -68,8 +68,7 @@ def run(report) -> None:
             worker.terminate()
         for worker in workers:
             worker.wait(timeout=30)
-        if workers:
-            log.close()
+        log.close()
         emulator.terminate()
         emulator.wait(timeout=10)
 

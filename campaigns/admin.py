@@ -36,6 +36,8 @@ from campaigns.services import (
     lead_import_start,
     lead_import_undo,
 )
+from uploads.selectors import campaign_progress
+from uploads.services import callback_url_for, campaign_push_new, leads_push_request
 
 logger = logging.getLogger("leadhub.admin")
 
@@ -72,15 +74,11 @@ def report_push(modeladmin, request, summary) -> None:
 
 @admin.action(description="Push selected leads to CloudAgent", permissions=["change"])
 def push_selected_leads(modeladmin, request, queryset):
-    from uploads.services import leads_push_request
-
     report_push(modeladmin, request, leads_push_request(leads=queryset, user=request.user))
 
 
 @admin.action(description="Push all new leads to CloudAgent", permissions=["change"])
 def push_new_leads(modeladmin, request, queryset):
-    from uploads.services import campaign_push_new
-
     for campaign in queryset:
         report_push(modeladmin, request, campaign_push_new(campaign=campaign, user=request.user))
 
@@ -162,8 +160,6 @@ class CloudAgentAccountAdmin(admin.ModelAdmin):
 
     @admin.display(description="callback URL")
     def callback_url(self, obj):
-        from uploads.services import callback_url_for
-
         return callback_url_for(obj) if obj.pk else "—"
 
 
@@ -196,8 +192,6 @@ class CampaignAdmin(admin.ModelAdmin):
         return [progress, *super().get_urls()]
 
     def progress_view(self, request, campaign_id: int):
-        from uploads.selectors import campaign_progress
-
         campaign = get_object_or_404(Campaign.objects.select_related("account"), pk=campaign_id)
         if not self.has_view_permission(request, campaign):
             raise PermissionDenied

@@ -2,6 +2,8 @@
 
 from django.contrib import admin
 
+from uploads.selectors import dashboard
+
 
 class LeadhubAdminSite(admin.AdminSite):
     site_header = "leadhub"
@@ -10,6 +12,4 @@ class LeadhubAdminSite(admin.AdminSite):
     index_template = "admin/leadhub_index.html"
 
     def index(self, request, extra_context=None):
-        from uploads.selectors import dashboard
-
         return super().index(request, {"dashboard": dashboard(), **(extra_context or {})})

@@ -596,3 +596,17 @@ def test_a_long_back_off_schedules_one_dispatcher_not_one_per_watchdog_tick(push
 
     scheduled = django_rq.get_queue("push").scheduled_job_registry.get_job_ids()
     assert len(scheduled) == 1
+
+
+def test_a_dispatcher_out_of_time_hands_over_to_a_fresh_job(push_account, campaign, make_leads, redis_conn):
+    make_leads(5)
+    push_all(campaign)
+    push_queue = django_rq.get_queue("push")
+    push_queue.empty()
+    dispatcher.clear_queued_marker(push_account.pk)  # as the job running this dispatcher did when it started
+
+    report = dispatcher.account_dispatch(account_id=push_account.pk, max_seconds=0)
+
+    assert report.handed_over and report.outcomes == {}
+    assert UploadTransaction.objects.get().state == State.PENDING
+    assert [job.args for job in push_queue.jobs] == [(push_account.pk,)]

@@ -147,7 +147,7 @@ def _dispatch_while_work(account_id: int, lease: _Lease, deadline: float, report
             last_served[batch.campaign_id] = time.monotonic()
             outcome = services.upload_transaction_send(batch=batch, client=client, pacer=pacer)
             report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
-            if outcome == "refused" and CloudAgentAccount.objects.filter(pk=account_id).exclude(problem="").exists():
+            if outcome == "account_refused":  # its other batches were ended; nothing more to send
                 return
 
 

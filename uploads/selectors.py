@@ -2,15 +2,17 @@
 
 from django.db.models import Count
 
-from campaigns.models import Campaign, Lead
+from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
+from uploads.callbacks import upload_transactions_overdue
+from uploads.dispatcher import lease_held
 from uploads.models import UploadTransaction
+from uploads.ratelimit import account_pacer
+from uploads.services import push_eta_seconds
 
 
 def status_counts(*, campaign: Campaign | None = None) -> dict:
     """Leads by status and transactions by state, every key present (0 when none), for scripts to rely on, and
     how many queued transactions wait for a callback longer than CLOUDAGENT_CALLBACK_OVERDUE_SECONDS."""
-    from uploads.callbacks import upload_transactions_overdue
-
     leads = Lead.objects.all()
     transactions = UploadTransaction.objects.all()
     if campaign is not None:
@@ -30,9 +32,6 @@ def status_counts(*, campaign: Campaign | None = None) -> dict:
 
 def campaign_progress(*, campaign: Campaign) -> dict:
     """What the campaign's progress page shows: leads by status, batches by stage, the account's budget."""
-    from uploads.dispatcher import lease_held
-    from uploads.ratelimit import account_pacer
-    from uploads.services import push_eta_seconds
 
     counts = status_counts(campaign=campaign)
     states = counts["transactions"]
@@ -55,7 +54,6 @@ def campaign_progress(*, campaign: Campaign) -> dict:
 
 def dashboard() -> dict:
     """The admin's front page: where every lead stands, what waits on CloudAgent, and what needs a person."""
-    from campaigns.models import CloudAgentAccount, LeadImport
 
     counts = status_counts()
     return {

@@ -27,6 +27,7 @@ from django.utils import timezone
 from campaigns.models import Campaign, CloudAgentAccount, Lead
 from campaigns.normalize import clean_name, format_phone
 from uploads import cloudagent
+from uploads.callbacks import callback_events_apply_waiting, upload_transactions_overdue
 from uploads.models import UploadTransaction
 from uploads.ratelimit import SlotPacer, account_pacer
 
@@ -102,10 +103,7 @@ def leads_push_request(
     account_ids = Campaign.objects.filter(pk__in=pushable.order_by().values("campaign_id").distinct()).values_list(
         "account_id", flat=True
     )
-    for account_id in set(account_ids):
-        summary.eta_seconds = max(
-            summary.eta_seconds, push_eta_seconds(account_id=account_id, more_batches=summary.batches)
-        )
+    summary.eta_seconds = _latest_eta(set(account_ids), more_batches=summary.batches)
     from uploads.jobs import leads_push_job
 
     user_id = user.pk if user is not None else None
@@ -143,8 +141,8 @@ def leads_push(*, leads, user=None, statuses: Iterable[str] = PUSHABLE_STATUSES,
             summary=summary,
         )
         accounts.add(campaign.account_id)
+    summary.eta_seconds = _latest_eta(accounts)
     for account_id in accounts:
-        summary.eta_seconds = max(summary.eta_seconds, push_eta_seconds(account_id=account_id))
         transaction.on_commit(lambda account_id=account_id: _dispatch_soon(account_id))
     return summary
 
@@ -251,6 +249,11 @@ def push_eta_seconds(*, account_id: int, more_batches: int = 0) -> float:
     return status.next_slot_in + (waiting - 1) * status.interval
 
 
+def _latest_eta(account_ids, *, more_batches: int = 0) -> float:
+    """A push over several accounts is done when the slowest account is."""
+    return max((push_eta_seconds(account_id=a, more_batches=more_batches) for a in account_ids), default=0.0)
+
+
 # --- the dispatcher's steps ---------------------------------------------------------------------------
 
 
@@ -272,11 +275,12 @@ def upload_transaction_claim_next(*, account_id: int, last_served: dict[int, flo
 
 def next_retry_in(*, account_id: int) -> float | None:
     """Seconds until the earliest backed-off batch may go (0 if one is ready), None when nothing waits."""
-    waiting = _sendable(account_id)
-    earliest = waiting.order_by(F("not_before").asc(nulls_first=True)).values_list("not_before", flat=True).first()
-    if earliest is None:
-        return 0.0 if waiting.exists() else None
-    return max(0.0, (earliest - timezone.now()).total_seconds())
+    first = list(
+        _sendable(account_id).order_by(F("not_before").asc(nulls_first=True)).values_list("not_before", flat=True)[:1]
+    )
+    if not first:
+        return None
+    return 0.0 if first[0] is None else max(0.0, (first[0] - timezone.now()).total_seconds())
 
 
 def _sendable(account_id: int):
@@ -305,11 +309,12 @@ def upload_transaction_send(*, batch: UploadTransaction, client: cloudagent.Clou
         )
         return "empty"
 
+    # An attempt whose outcome was unknown may have reached CloudAgent: every re-send skips its duplicates.
     options = {**batch.options, "checkDuplicate": bool(batch.options.get("checkDuplicate") or batch.ambiguous_attempts)}
     callback_url = callback_url_for(campaign.account)
     sent_options = {**options, "callBackUrl": callback_url, "rows": len(built.rows)}
     UploadTransaction.objects.filter(pk=batch.pk).update(options=sent_options, row_count=len(built.rows))
-    pacer.acquire(on_wait=None)
+    pacer.acquire()
     try:
         result = client.add_bulk_data(
             campaign_name=campaign.name,
@@ -330,7 +335,7 @@ def upload_transaction_send(*, batch: UploadTransaction, client: cloudagent.Clou
         _flag_problem(CloudAgentAccount.objects.filter(pk=campaign.account_id), exc.message)
         _fail_waiting(UploadTransaction.objects.filter(campaign__account_id=campaign.account_id), exc.message)
         _finish_error(batch, exc.message)
-        return "refused"
+        return "account_refused"
     except cloudagent.CampaignError as exc:
         _flag_problem(Campaign.objects.filter(pk=campaign.pk), exc.message)
         _fail_waiting(UploadTransaction.objects.filter(campaign=campaign), exc.message)
@@ -344,8 +349,6 @@ def upload_transaction_send(*, batch: UploadTransaction, client: cloudagent.Clou
 
 
 def _record_accepted(batch: UploadTransaction, result: cloudagent.AddBulkDataResult) -> None:
-    from uploads.callbacks import callback_events_apply_waiting
-
     now = timezone.now()
     with transaction.atomic():
         # A batch recovered to `pending` meanwhile (its lease lapsed) was still accepted: record it.
@@ -365,7 +368,7 @@ def _record_accepted(batch: UploadTransaction, result: cloudagent.AddBulkDataRes
             CloudAgentAccount.objects.filter(pk=batch.campaign.account_id).exclude(problem="").update(problem="")
             Campaign.objects.filter(pk=batch.campaign_id).exclude(problem="").update(problem="")
     if recorded:
-        batch.refresh_from_db()
+        batch.transaction_id = result.transaction_id
         # CloudAgent can call back before its synchronous answer reaches us (contract.md, callback).
         callback_events_apply_waiting(upload_transaction=batch)
 
@@ -394,9 +397,8 @@ def _retry(batch: UploadTransaction, exc: cloudagent.CloudAgentError, *, rate_li
     }
     if rate_limited:
         changes["rate_limited"] = F("rate_limited") + 1
-    if exc.ambiguous:
+    if exc.ambiguous:  # the re-send derives checkDuplicate=true from this count
         changes["ambiguous_attempts"] = F("ambiguous_attempts") + 1
-        changes["options"] = {**batch.options, "checkDuplicate": True}
     _as_claimed(batch).filter(state=State.SENDING).update(**changes)
     return "rate_limited" if rate_limited else "retry"
 
@@ -453,16 +455,13 @@ def _fail_waiting(batches, message: str) -> None:
 def upload_transactions_recover_stale(*, account_id: int) -> int:
     """Batches left `sending` by a dispatcher that died. The caller holds the account's lease, so nothing is
     sending them now; CloudAgent may hold them already, so they are re-sent with checkDuplicate=true."""
-    recovered = 0
-    for batch in UploadTransaction.objects.filter(campaign__account_id=account_id, state=State.SENDING):
-        recovered += UploadTransaction.objects.filter(pk=batch.pk, state=State.SENDING).update(
-            state=State.PENDING,
-            claimed_at=None,  # the dead dispatcher's claim: should it wake, its outcome no longer matches
-            ambiguous_attempts=F("ambiguous_attempts") + 1,
-            options={**batch.options, "checkDuplicate": True},
-            last_error="the worker stopped while sending; re-sending with checkDuplicate=true",
-            updated_at=timezone.now(),
-        )
+    recovered = UploadTransaction.objects.filter(campaign__account_id=account_id, state=State.SENDING).update(
+        state=State.PENDING,
+        claimed_at=None,  # the dead dispatcher's claim: should it wake, its outcome no longer matches
+        ambiguous_attempts=F("ambiguous_attempts") + 1,  # the re-send derives checkDuplicate=true from it
+        last_error="the worker stopped while sending; re-sending with checkDuplicate=true",
+        updated_at=timezone.now(),
+    )
     if recovered:
         logger.warning("account %s: recovered %s batch(es) left sending by a stopped worker", account_id, recovered)
     return recovered
@@ -472,8 +471,6 @@ def upload_transactions_repush(*, batches, user=None) -> PushSummary:
     """Push again the leads an operator can act on from finished batches (failed, refused, or with leads left
     unconfirmed), and every lead of batches whose callback is overdue — with checkDuplicate=true, since
     CloudAgent may already hold some of them. Batches still waiting for a timely callback are left alone."""
-    from uploads.callbacks import upload_transactions_overdue
-
     finished = batches.filter(state__in=UploadTransaction.FINISHED_STATES)
     overdue = upload_transactions_overdue().filter(pk__in=batches.values("pk"))
     lead_ids = list(
