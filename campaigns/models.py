@@ -190,6 +190,13 @@ class Lead(models.Model):
         verbose_name="import",
     )
     source_line = models.PositiveIntegerField(null=True, blank=True, help_text="Line in the imported file.")
+    # Dialling, a second axis beside `status`: only calls/services.py writes these, from CloudAgent's call
+    # summaries. db_default too, so the import's and the benchmarks' raw INSERTs and COPYs need not name them.
+    call_attempts = models.PositiveIntegerField("attempts", default=0, db_default=0)
+    last_dial_status = models.CharField(max_length=40, blank=True, default="", db_default="")
+    last_customer_status = models.CharField(max_length=40, blank=True, default="", db_default="")
+    last_disposition = models.CharField(max_length=200, blank=True, default="", db_default="")
+    last_call_at = models.DateTimeField(null=True, blank=True)
     # Python defaults, not db_default: db_default disables bulk_create's fast path (perf-notes.md).
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -208,6 +215,8 @@ class Lead(models.Model):
             models.Index(fields=["campaign", "status"], name="lead_campaign_status"),
             models.Index(fields=["status", "status_reason"], name="lead_status_reason"),
             models.Index(fields=["phone_number"], name="lead_phone"),
+            # A call summary whose number matches no lead is matched by its UUI, the lead's name as uploaded.
+            models.Index(fields=["campaign", "name"], name="lead_campaign_name"),
         ]
 
     def __str__(self) -> str:

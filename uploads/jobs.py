@@ -2,17 +2,20 @@
 
 from django.contrib.auth import get_user_model
 
+from calls.services import call_summary_posts_sweep
 from campaigns.models import Lead
 from uploads import callbacks, dispatcher, services
 from uploads.models import UploadTransaction
 
 
-def leads_push_job(query, user_id: int | None, statuses: list[str], check_duplicate: bool) -> dict:
+def leads_push_job(query, user_id: int | None, statuses: list[str], check_duplicate: bool, redial: str = "") -> dict:
     """Batches a selection too big for the request; `query` is the pickled selection (Django supports it)."""
     leads = Lead.objects.all()
     leads.query = query
     user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
-    summary = services.leads_push(leads=leads, user=user, statuses=statuses, check_duplicate=check_duplicate)
+    summary = services.leads_push(
+        leads=leads, user=user, statuses=statuses, check_duplicate=check_duplicate, redial=redial
+    )
     return summary.as_dict()
 
 
@@ -29,10 +32,11 @@ def push_watchdog_job() -> dict:
     try:
         started = dispatcher.push_watchdog()
         swept = callbacks.callback_events_sweep()
+        calls_swept = call_summary_posts_sweep()
     finally:  # whatever broke this run, the next one stays scheduled
         if dispatcher.unfinished_batches_exist():
             dispatcher.watchdog_ensure()
-    return {"dispatchers_started": started, "callbacks": swept}
+    return {"dispatchers_started": started, "callbacks": swept, "call_summaries": calls_swept}
 
 
 def failed_file_fetch_job(upload_transaction_id: int) -> str:

@@ -88,7 +88,7 @@ class PushSummary:
 
 
 def leads_push_request(
-    *, leads, user=None, statuses: Iterable[str] = PUSHABLE_STATUSES, check_duplicate: bool = False
+    *, leads, user=None, statuses: Iterable[str] = PUSHABLE_STATUSES, check_duplicate: bool = False, redial: str = ""
 ) -> PushSummary:
     """The admin's and the CLI's entry point: answers at once. A selection of up to LEADHUB_PUSH_INLINE_LEADS
     pushable leads is batched now; a bigger one (batching a million leads takes about a minute) by a job on the
@@ -97,7 +97,7 @@ def leads_push_request(
     pushable = leads.filter(status__in=statuses)
     count = pushable.count()
     if count <= settings.LEADHUB_PUSH_INLINE_LEADS:
-        return leads_push(leads=leads, user=user, statuses=statuses, check_duplicate=check_duplicate)
+        return leads_push(leads=leads, user=user, statuses=statuses, check_duplicate=check_duplicate, redial=redial)
     summary = PushSummary(leads=count, background=True, not_pushable=_not_pushable(leads, statuses))
     summary.batches = -(-count // settings.CLOUDAGENT_BATCH_SIZE)
     account_ids = Campaign.objects.filter(pk__in=pushable.order_by().values("campaign_id").distinct()).values_list(
@@ -109,7 +109,7 @@ def leads_push_request(
     user_id = user.pk if user is not None else None
     transaction.on_commit(
         lambda: django_rq.get_queue("default").enqueue(
-            leads_push_job, pushable.query, user_id, statuses, check_duplicate, job_timeout=3 * 3600
+            leads_push_job, pushable.query, user_id, statuses, check_duplicate, redial, job_timeout=3 * 3600
         )
     )
     return summary
@@ -120,12 +120,20 @@ def _not_pushable(leads, statuses) -> dict[str, int]:
     return {row["status"]: row["n"] for row in rows}
 
 
-def leads_push(*, leads, user=None, statuses: Iterable[str] = PUSHABLE_STATUSES, check_duplicate: bool = False):
+def leads_push(
+    *,
+    leads,
+    user=None,
+    statuses: Iterable[str] = PUSHABLE_STATUSES,
+    check_duplicate: bool = False,
+    redial: str = "",
+):
     """Put the given leads into batches for their campaigns' dispatchers; answers at once with counts and ETA.
 
     Leads our own checks refuse become `invalid` with the reason and take no slot in a batch. Leads in other
     states are counted in `not_pushable`, never silently skipped. `check_duplicate` forces checkDuplicate=true
-    (re-pushes of leads CloudAgent may already hold).
+    (re-pushes of leads CloudAgent may already hold); `redial` (its reason) asks for another dial of leads it
+    holds (leads_push_redial).
     """
     statuses = list(statuses)
     summary = PushSummary(not_pushable=_not_pushable(leads, statuses))
@@ -138,6 +146,7 @@ def leads_push(*, leads, user=None, statuses: Iterable[str] = PUSHABLE_STATUSES,
             statuses=statuses,
             user=user,
             check_duplicate=check_duplicate,
+            redial=redial,
             summary=summary,
         )
         accounts.add(campaign.account_id)
@@ -145,6 +154,12 @@ def leads_push(*, leads, user=None, statuses: Iterable[str] = PUSHABLE_STATUSES,
     for account_id in accounts:
         transaction.on_commit(lambda account_id=account_id: _dispatch_soon(account_id))
     return summary
+
+
+def leads_push_redial(*, leads, reason: str, user=None) -> PushSummary:
+    """Another dial for leads already in the dialer (`uploaded`): sent with checkDuplicate=false whatever the
+    campaign says, and the batch's options keep the reason (calls/services.py chooses the leads)."""
+    return leads_push_request(leads=leads, user=user, statuses=[Status.UPLOADED], redial=reason)
 
 
 def campaign_push_new(*, campaign: Campaign, user=None) -> PushSummary:
@@ -158,11 +173,11 @@ def _dispatch_soon(account_id: int) -> None:
     watchdog_ensure()
 
 
-def _campaign_batches(*, campaign, leads, statuses, user, check_duplicate, summary) -> None:
+def _campaign_batches(*, campaign, leads, statuses, user, check_duplicate, redial, summary) -> None:
     """Check every lead as the client would, then cut the good ones into batches, a chunk at a time so a
     million-lead push never holds more than CHUNK leads in memory."""
     batch_size = settings.CLOUDAGENT_BATCH_SIZE
-    options = _request_options(campaign, check_duplicate=check_duplicate)
+    options = _request_options(campaign, check_duplicate=check_duplicate, redial=redial)
     last_id = 0
     carry: list[int] = []
     while True:
@@ -180,9 +195,12 @@ def _campaign_batches(*, campaign, leads, statuses, user, check_duplicate, summa
         _batch_create(campaign, carry, statuses, options, user, summary)
 
 
-def _request_options(campaign: Campaign, *, check_duplicate: bool = False) -> dict:
+def _request_options(campaign: Campaign, *, check_duplicate: bool = False, redial: str = "") -> dict:
     """`resend` marks a batch of leads CloudAgent may already hold: for it, "Number Already Exist" in the
-    failed file means the lead is in the dialer (uploads/callbacks.py)."""
+    failed file means the lead is in the dialer (uploads/callbacks.py). `redial` marks a batch sent for another
+    dial of numbers CloudAgent holds: checkDuplicate and isDelete off, or CloudAgent would skip them."""
+    if redial:
+        return {"checkDuplicate": False, "isDelete": False, "start": campaign.start_after_upload, "redial": redial}
     return {
         "checkDuplicate": campaign.check_duplicate or check_duplicate,
         "isDelete": campaign.skip_existing,
