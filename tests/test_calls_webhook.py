@@ -15,7 +15,7 @@ from django.utils import timezone
 from calls import services
 from calls.models import Call, CallSummaryPost
 from campaigns.models import CloudAgentAccount, Lead
-from tests.fixtures.calls import CALL_SHAPES, call_summary, call_summary_body
+from tests.fixtures.calls import CALL_SHAPES, call_summary
 
 pytestmark = pytest.mark.django_db
 
