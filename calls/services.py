@@ -20,7 +20,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from calls.models import Call, CallSummaryPost
-from calls.selectors import leads_due_redial
+from calls.selectors import leads_due_redial, outcomes_canonical
 from campaigns.models import Campaign, CloudAgentAccount, Lead
 from campaigns.normalize import PhoneError, normalize_phone
 from cloudagent.call_summary import CallSummary, MalformedCallSummary, call_summary_parse, call_summary_redact
@@ -267,6 +267,7 @@ def call_summary_posts_sweep(*, received_before: timedelta = timedelta(minutes=1
 def leads_redial(*, leads, outcomes: list[str], older_than: timedelta | None = None, user=None) -> PushSummary:
     """Push again the leads whose last call ended in one of `outcomes` (a dial or a customer status), and not
     within `older_than`; CloudAgent gets them with checkDuplicate=false, since a new attempt is the point."""
+    outcomes = outcomes_canonical(outcomes)
     selected = leads_due_redial(leads=leads, outcomes=outcomes, older_than=older_than)
     reason = "redial: " + ",".join(outcomes) + (f" older than {_duration(older_than)}" if older_than else "")
     return leads_push_redial(leads=selected, reason=reason, user=user)
