@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
@@ -57,6 +57,24 @@ MERGED_FIELDS = (
 )
 
 
+def call_summary_post_take(
+    *, account: CloudAgentAccount, body: bytes, content_type: str, remote_addr: str | None
+) -> CallSummaryPost:
+    """The webhook's work, in one transaction (one commit, for speed under load): the post is stored first, then
+    applied in a savepoint, so a failure of ours rolls back only the applying and the post stays `received` for
+    the sweep. A crash before the commit keeps nothing, but CloudAgent then had no answer and posts again."""
+    with transaction.atomic():
+        post = call_summary_post_receive(account=account, body=body, content_type=content_type, remote_addr=remote_addr)
+        if post.state != PostState.RECEIVED:
+            return post
+        try:
+            with transaction.atomic():
+                return _post_apply(post)
+        except Exception:
+            logger.exception("call summary post %s stored but not applied; the sweep will retry it", post.pk)
+            return post
+
+
 def call_summary_post_receive(
     *, account: CloudAgentAccount, body: bytes, content_type: str, remote_addr: str | None
 ) -> CallSummaryPost:
@@ -93,6 +111,11 @@ def call_summary_post_apply(*, post: CallSummaryPost) -> CallSummaryPost:
     the second time). Raises only on our own failures: the post then stays `received` for the sweep."""
     if post.state != PostState.RECEIVED:
         return post
+    with transaction.atomic():
+        return _post_apply(post)
+
+
+def _post_apply(post: CallSummaryPost) -> CallSummaryPost:
     try:
         summary = call_summary_parse(post.body, post.content_type)
     except MalformedCallSummary as exc:
@@ -107,12 +130,11 @@ def call_summary_post_apply(*, post: CallSummaryPost) -> CallSummaryPost:
             .first()
         )
     phone = _phone(summary, campaign)
-    with transaction.atomic():
-        merged = _call_merge(post.account_id, summary, campaign, phone)
-        call = merged.call
-        if merged.changed and call.lead_id:
-            _lead_record_call(call, first_for_lead=merged.first_for_lead, previous_moment=merged.previous_moment)
-        return _post_settle(post, PostState.APPLIED if merged.changed else PostState.DUPLICATE, call=call)
+    merged = _call_merge(post.account_id, summary, campaign, phone)
+    call = merged.call
+    if merged.changed and call.lead_id:
+        _lead_record_call(call, first_for_lead=merged.first_for_lead, previous_moment=merged.previous_moment)
+    return _post_settle(post, PostState.APPLIED if merged.changed else PostState.DUPLICATE, call=call)
 
 
 def _post_settle(post: CallSummaryPost, state: str, **fields) -> CallSummaryPost:
@@ -182,26 +204,17 @@ class _Merged:
 
 def _call_merge(account_id: int, summary: CallSummary, campaign, phone: str) -> _Merged:
     """Insert the call, or merge the summary into the one with its monitorUCID (locked, so two posts for one call
-    apply one after the other)."""
+    apply one after the other). Two first posts for one call at the same instant: the second one's INSERT breaks
+    the unique constraint, and its post waits for the sweep, which merges it."""
     values = _call_values(summary)
     key = {"account_id": account_id, "monitor_ucid": summary.monitor_ucid}
     call = Call.objects.select_for_update().filter(**key).first()
     if call is None:
         lead_id, match = _lead_match(summary, campaign, phone)
-        try:
-            with transaction.atomic():
-                call = Call.objects.create(
-                    **key,
-                    **values,
-                    campaign=campaign,
-                    lead_id=lead_id,
-                    match=match,
-                    phone_number=phone,
-                    summary=summary.raw,
-                )
-            return _Merged(call, changed=True, first_for_lead=lead_id is not None)
-        except IntegrityError:  # a concurrent post for the same call inserted it first
-            call = Call.objects.select_for_update().get(**key)
+        call = Call.objects.create(
+            **key, **values, campaign=campaign, lead_id=lead_id, match=match, phone_number=phone, summary=summary.raw
+        )
+        return _Merged(call, changed=True, first_for_lead=lead_id is not None)
     changes = {
         name: value for name, value in values.items() if value not in ("", None) and getattr(call, name) != value
     }

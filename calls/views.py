@@ -5,8 +5,6 @@ is stored first with its Apikey removed, then applied in the same request: a few
 number of leads. Our answers to bad requests are not logged by Django, since its log line would carry the URL's
 secret."""
 
-import logging
-
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse, UnreadablePostError
@@ -14,10 +12,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from calls.models import CallSummaryPost
-from calls.services import call_summary_post_apply, call_summary_post_receive
-from uploads.callbacks import account_for_callback_secret
-
-logger = logging.getLogger(__name__)
+from calls.selectors import account_for_secret
+from calls.services import call_summary_post_take
 
 
 @csrf_exempt
@@ -25,7 +21,7 @@ logger = logging.getLogger(__name__)
 def cloudagent_call_summary(request, secret: str):
     """200 when applied or a duplicate, 400 when malformed (kept as `invalid`), 202 when applying it broke on our
     side (kept as `received` for the sweep), 404 for an unknown secret, 413 over the size cap; never a 500."""
-    account = account_for_callback_secret(secret)
+    account = account_for_secret(secret)
     if account is None:
         return _answer({"error": "unknown call summary URL"}, 404)
     limit = settings.CLOUDAGENT_CALL_SUMMARY_MAX_BYTES
@@ -40,17 +36,14 @@ def cloudagent_call_summary(request, secret: str):
         return _answer({"error": "the request body could not be read"}, 400)
     if len(body) > limit:
         return _answer({"error": f"the body is over {limit} bytes"}, 413)
-    post = call_summary_post_receive(
+    post = call_summary_post_take(
         account=account,
         body=body,
         content_type=request.META.get("CONTENT_TYPE", ""),
         remote_addr=request.META.get("REMOTE_ADDR"),
     )
-    try:
-        post = call_summary_post_apply(post=post)
-    except Exception:
-        logger.exception("call summary post %s stored but not applied; the sweep will retry it", post.pk)
-        return _answer({"status": CallSummaryPost.State.RECEIVED, "post": post.pk}, 202)
+    if post.state == CallSummaryPost.State.RECEIVED:
+        return _answer({"status": post.state, "post": post.pk}, 202)
     if post.state == CallSummaryPost.State.INVALID:
         return _answer({"error": post.error, "post": post.pk}, 400)
     return _answer({"status": post.state, "post": post.pk, "call": post.call_id})
