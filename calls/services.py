@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
@@ -60,19 +60,18 @@ MERGED_FIELDS = (
 def call_summary_post_take(
     *, account: CloudAgentAccount, body: bytes, content_type: str, remote_addr: str | None
 ) -> CallSummaryPost:
-    """The webhook's work, in one transaction (one commit, for speed under load): the post is stored first, then
-    applied in a savepoint, so a failure of ours rolls back only the applying and the post stays `received` for
-    the sweep. A crash before the commit keeps nothing, but CloudAgent then had no answer and posts again."""
-    with transaction.atomic():
-        post = call_summary_post_receive(account=account, body=body, content_type=content_type, remote_addr=remote_addr)
-        if post.state != PostState.RECEIVED:
-            return post
-        try:
-            with transaction.atomic():
-                return _post_apply(post)
-        except Exception:
-            logger.exception("call summary post %s stored but not applied; the sweep will retry it", post.pk)
-            return post
+    """The webhook's work in one transaction, one commit (round trips are what a post costs under load): the post
+    is stored first, then applied. Should applying break on our side, the transaction is rolled back and the post
+    stored again on its own, `received`, for the sweep. A crash before the commit keeps nothing, but CloudAgent then
+    had no answer and posts again ("call back hit tries", docs/cloudagent-call-summary.md)."""
+    stored = {"account": account, "body": body, "content_type": content_type, "remote_addr": remote_addr}
+    try:
+        with transaction.atomic():
+            post = call_summary_post_receive(**stored)
+            return _post_apply(post) if post.state == PostState.RECEIVED else post
+    except Exception:
+        logger.exception("a call summary post broke on our side; it is stored for the sweep to apply")
+        return call_summary_post_receive(**stored)
 
 
 def call_summary_post_receive(
@@ -204,17 +203,17 @@ class _Merged:
 
 def _call_merge(account_id: int, summary: CallSummary, campaign, phone: str) -> _Merged:
     """Insert the call, or merge the summary into the one with its monitorUCID (locked, so two posts for one call
-    apply one after the other). Two first posts for one call at the same instant: the second one's INSERT breaks
-    the unique constraint, and its post waits for the sweep, which merges it."""
+    apply one after the other; of two first posts at the same instant, the second merges into the first's row)."""
     values = _call_values(summary)
     key = {"account_id": account_id, "monitor_ucid": summary.monitor_ucid}
     call = Call.objects.select_for_update().filter(**key).first()
     if call is None:
         lead_id, match = _lead_match(summary, campaign, phone)
-        call = Call.objects.create(
-            **key, **values, campaign=campaign, lead_id=lead_id, match=match, phone_number=phone, summary=summary.raw
-        )
-        return _Merged(call, changed=True, first_for_lead=lead_id is not None)
+        call = Call(**key, **values, campaign=campaign, lead_id=lead_id, match=match, phone_number=phone)
+        call.summary = summary.raw
+        if _call_insert_if_new(call):
+            return _Merged(call, changed=True, first_for_lead=lead_id is not None)
+        call = Call.objects.select_for_update().get(**key)  # the same call's other post inserted it first
     changes = {
         name: value for name, value in values.items() if value not in ("", None) and getattr(call, name) != value
     }
@@ -236,6 +235,27 @@ def _call_merge(account_id: int, summary: CallSummary, campaign, phone: str) -> 
     call.updated_at = timezone.now()
     call.save(update_fields=[*changes, "posts", "updated_at"])
     return _Merged(call, changed=True, first_for_lead=first_for_lead, previous_moment=previous_moment)
+
+
+def _call_insert_if_new(call: Call) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING: one statement, where a savepoint around a plain INSERT (in
+    case the call's other post got there first) costs two more round trips."""
+    fields = [field for field in Call._meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    conflict = ", ".join(quote(Call._meta.get_field(name).column) for name in ("account", "monitor_ucid"))
+    values = [field.get_db_prep_save(field.pre_save(call, add=True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(Call._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT ({conflict}) DO NOTHING "
+            f"RETURNING {quote(Call._meta.pk.column)}",
+            values,
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    call.pk, call._state.adding = row[0], False
+    return True
 
 
 def _lead_record_call(call: Call, *, first_for_lead: bool, previous_moment: datetime | None) -> None:

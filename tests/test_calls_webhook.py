@@ -15,7 +15,7 @@ from django.utils import timezone
 from calls import services
 from calls.models import Call, CallSummaryPost
 from campaigns.models import CloudAgentAccount, Lead
-from tests.fixtures.calls import CALL_SHAPES, call_summary
+from tests.fixtures.calls import CALL_SHAPES, call_summary, call_summary_body
 
 pytestmark = pytest.mark.django_db
 
@@ -174,3 +174,30 @@ def test_a_post_is_a_few_queries_whatever_the_number_of_leads(campaign, make_lea
         assert post_call_summary(call_summary(CallerID="9800000150")).status_code == 200
     statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
     assert len(statements) <= 10, statements
+
+
+def test_a_call_inserted_meanwhile_by_its_other_post_is_merged_into(
+    campaign, make_leads, post_call_summary, monkeypatch
+):
+    """Two posts of one call at the same instant: the one that finds the row there when it inserts merges into it."""
+    lead = make_leads(2)[1]
+    summary = call_summary(monitorUCID="810001", Disposition="Sale")
+    real_match = services._lead_match
+
+    def match_while_the_other_post_inserts(*args):
+        monkeypatch.setattr(services, "_lead_match", real_match)
+        services.call_summary_post_take(
+            account=CloudAgentAccount.objects.get(),
+            body=call_summary_body({**summary, "Disposition": ""})[0],
+            content_type="application/x-www-form-urlencoded",
+            remote_addr=None,
+        )
+        return real_match(*args)
+
+    monkeypatch.setattr(services, "_lead_match", match_while_the_other_post_inserts)
+    assert post_call_summary(summary).json()["status"] == Post.APPLIED
+    assert list(CallSummaryPost.objects.values_list("state", flat=True)) == [Post.APPLIED, Post.APPLIED]
+    call = Call.objects.get()
+    assert (call.disposition, call.posts, call.lead_id) == ("Sale", 2, lead.pk)
+    lead.refresh_from_db()
+    assert (lead.call_attempts, lead.last_disposition) == (1, "Sale")
