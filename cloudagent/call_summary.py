@@ -333,8 +333,9 @@ def _web_link(url: str) -> str:
 
 
 def call_summary_body_redact(body: bytes, content_type: str) -> bytes:
-    """The raw body with every Apikey value replaced by "[redacted]", everything else byte for byte, so it can
-    be stored and logged. Works on bodies too broken to parse: JSON members are found by pattern, plain or
+    """The raw body with every Apikey value replaced by "[redacted]", so it can be stored and logged. The rest
+    stays as sent, except that bytes which are not UTF-8 become U+FFFD and a form field holding the key is
+    percent-encoded afresh. Works on bodies too broken to parse: JSON members are found by pattern, plain or
     escaped inside a JSON string (the "data" field), form fields are decoded one by one (the JSON inside a
     url-encoded `data` field is percent-encoded), multipart parts named Apikey are blanked. A multipart part in
     base64 or quoted-printable transfer encoding is not looked into: HTTP clients, CloudAgent's included, send

@@ -575,3 +575,13 @@ def test_redacted_form_stays_a_form():
     data = json.loads(parse_qs(redacted.decode())["data"][0])
     assert data["Apikey"] == REDACTED
     assert data["CallerID"] == "9876543210"
+
+
+def test_a_body_that_is_not_utf8_is_redacted_and_still_reads():
+    body = b'{"monitorUCID": "1", "AgentName": "Ren\xe9e", "Apikey": "' + API_KEY.encode() + b'"}'
+
+    redacted = call_summary_body_redact(body, JSON)
+
+    assert API_KEY.encode() not in redacted
+    assert redacted.decode("utf-8") == '{"monitorUCID": "1", "AgentName": "Ren\ufffde", "Apikey": "[redacted]"}'
+    assert call_summary_parse(redacted, JSON).agent_name == "Ren\ufffde"
