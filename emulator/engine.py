@@ -1,294 +1,77 @@
-"""Emulator of Ozonetel CloudAgent's "Add Campaign Bulk Data (V4)" API, for the demo, the tests and the benchmarks.
-
-Standard library only, and no leadhub import: it shares no code with our client (uploads/cloudagent.py), so it
-catches the client's mistakes instead of repeating them. It follows shared/cloudagent/contract.md ("contract"
-below) and the provider's page beside it. Whatever the contract marks as inferred, and every choice made here
-where the provider is silent, is a setting, so tests can try each reading.
-
-    python -m uploads.emulator [--port 8900] [--config FILE] [...]      (--help lists every setting)
-
-HTTP: POST the API path below; GET /files/<name>?expires=..&signature=.. (failed-rows files, pre-signed style);
-GET /_emulator/inspect[?sections=a,b]; POST /_emulator/config | reset | fault | process-now (JSON control).
-"""
+"""CloudAgent's state and behaviour: accounts and campaigns, the rate limiter, the queue of accepted requests and
+their per-row checks (duplicates, DND), the callbacks, and the dialling of accepted leads with its call summaries
+(docs/cloudagent-contract.md, docs/cloudagent-call-summary.md)."""
 
 from __future__ import annotations
 
-import argparse
-import csv
-import hashlib
+import heapq
 import hmac
-import http.client
-import importlib.util
-import io
 import itertools
 import json
 import random
 import re
-import secrets
-import signal
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import defaultdict, deque
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime, timedelta, timezone
-from email import policy
-from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from urllib.parse import parse_qs, quote, quote_plus, urlencode
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from urllib.parse import quote, quote_plus
 
-API_PATH = "/cloudAgentRestAPI/index.php/AddCampaignBulkDataV4/addBulkData/format/json"
-DEFAULT_CONFIG = Path(__file__).with_name("emulator_demo.json")
-USER_AGENT = "cloudagent-emulator"
-REDACTED = "[redacted]"
-# Asia/Kolkata has been UTC+05:30 without DST since 1945: a fixed offset needs no tzdata on the host.
-KOLKATA = timezone(timedelta(hours=5, minutes=30), "IST")
-PROVIDER_TIME = "%Y-%m-%d %H:%M:%S"  # contract, callback: startDateTime / endDateTime
-MAX_BODY_BYTES = 64 * 1024 * 1024
-PROCESS_NOW_WAIT = 60.0  # seconds process-now waits for callbacks other threads are still delivering
-FAULTS = ("error", "non_json", "drop", "slow", "rate_limit")
-CALLBACK_SHAPES = ("json-object", "json-string", "form", "json-string-unescaped")
-FILE_FORMATS = {
-    "csv": "text/csv; charset=utf-8",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-}
-
-# contract, Synchronous answers: the documented bodies, checked in this order.
-API_KEY_EMPTY = {"status": "error", "message": "apiKey should not be empty"}
-USER_NAME_EMPTY = {"status": "error", "message": "userName should not be empty"}
-INVALID_CREDENTIALS = {"status": "error", "message": "Invalid userName or apiKey"}
-CAMPAIGN_NAME_EMPTY = {"status": "error", "message": "campaignName should not be empty"}
-INVALID_CAMPAIGN = {"status": "error", "message": "Invalid Campaign Name"}
-INVALID_DATA = {"status": "failure", "message": "Please provide valid data"}
-RATE_LIMITED = {"status": "error", "message": "too many Requests and failed to add Data to queue"}
-# Not documented: the page only says "maximum 500 per request". More rows than that is not valid data.
-TOO_MANY_ROWS = INVALID_DATA
-
-# contract, The asynchronous result, and Related provider facts: documented statuses, messages and reasons.
-UPLOADED = ("Success", "File Successfully uploaded.")
-UPLOAD_FAILED = ("Fail", "File Failed to Upload.")
-REASON_PHONE_EMPTY = "Phone Number is Empty!"
-REASON_DND = "PhoneNumber Added is a DND Number"
-REASON_DUPLICATE = "Number Already Exist"
-REASON_PRIORITY = "Priority, supports only numeric value or the value is not passed properly"
-# Not documented; worded like the documented ones.
-REASON_PHONE_INVALID = "Invalid Phone Number"
-REASON_NAME = "Name contains invalid characters"
-REASON_ROW_TOO_LONG = "Row exceeds the maximum characters allowed"
-
-PHONE = re.compile(r"\+?\d{10,13}")
-# contract, Limits: letters, digits, _, space and ( ) . + $ % - :   read strictly: ASCII letters only.
-NAME = re.compile(r"[A-Za-z0-9_ ().+$%\-:]*")
-PRIORITY = re.compile(r"\d{1,2}")
-
-SERVER_ERROR_PAGE = (
-    b"<html><head><title>500 Internal Server Error</title></head><body><h1>Internal Server Error</h1></body></html>"
+from emulator.delivery import Callback, SummaryPost, post_with_tries
+from emulator.dialer import WeightedDraw, call_summary
+from emulator.files import FailedFiles
+from emulator.protocol import (
+    API_KEY_EMPTY,
+    CAMPAIGN_NAME_EMPTY,
+    INVALID_CAMPAIGN,
+    INVALID_CREDENTIALS,
+    INVALID_DATA,
+    KOLKATA,
+    NAME,
+    NOT_JSON_PAGE,
+    PHONE,
+    PRIORITY,
+    PROVIDER_TIME,
+    RATE_LIMITED,
+    REASON_DND,
+    REASON_DUPLICATE,
+    REASON_NAME,
+    REASON_PHONE_EMPTY,
+    REASON_PHONE_INVALID,
+    REASON_PRIORITY,
+    REASON_ROW_TOO_LONG,
+    REDACTED,
+    SERVER_ERROR_PAGE,
+    TOO_MANY_ROWS,
+    UPLOAD_FAILED,
+    UPLOADED,
+    USER_NAME_EMPTY,
+    as_flag,
+    as_text,
+    call_summary_body,
+    callback_body,
+    national_digits,
+    now_text,
+    parse_bulk_data,
 )
-NOT_JSON_PAGE = (
-    b"<html><head><title>CloudAgent</title></head>"
-    b"<body><h1>Service temporarily unavailable</h1><p>Please try again later.</p></body></html>"
-)
+from emulator.settings import FAULTS, Settings, parse_weights
 
-
-# --- Settings ---------------------------------------------------------------------------------------------------
-
-
-def _setting(default, help_text: str, choices: tuple[str, ...] | None = None):
-    return field(default=default, metadata={"help": help_text, "choices": choices})
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Runtime settings. Each one is a CLI flag (--process-delay), a key of the config file's "settings" object
-    and of POST /_emulator/config (process_delay); a change applies from the next request on."""
-
-    requests_per_window: int = _setting(5, "requests one account may make in any window (contract: 5 a minute)")
-    window_seconds: float = _setting(60.0, "length of the sliding rate-limit window, in seconds")
-    rate_limited_count: bool = _setting(
-        False, "rate-limited requests count toward the window too (the provider does not say)"
-    )
-    max_rows: int = _setting(500, "rows allowed in one request (contract: 500)")
-    max_row_chars: int = _setting(2000, "characters allowed per row, headers included (contract: 2000)")
-    error_status: int = _setting(200, "HTTP status of the documented error and failure answers (contract: 200)")
-    rate_limit_status: int = _setting(200, "HTTP status of the rate-limit answer (contract: 200)")
-    process_delay: float = _setting(1.0, "seconds an accepted request waits in the queue before it is processed")
-    map_match: str = _setting(
-        "exact", "how bulkData.map must match the campaign's map: same order, or any order", ("exact", "any-order")
-    )
-    empty_priority_fails: bool = _setting(
-        False, "an empty Priority cell fails its row (by default it counts as not passed)"
-    )
-    dnd: tuple[str, ...] = _setting((), "DND numbers, compared on their last 10 digits")
-    failed_file_ttl: float = _setting(86400.0, "seconds a failed-rows link stays valid (contract: 24 hours)")
-    failed_file_format: str = _setting("csv", "failed-rows file format (xlsx needs openpyxl)", tuple(FILE_FORMATS))
-    empty_failed_path_on_partial: bool = _setting(
-        False, 'a Success with rows not processed gives failedFilePath "" (the provider\'s sample)'
-    )
-    callback_shape: str = _setting("json-object", "body of the callback POST", CALLBACK_SHAPES)
-    callback_delay: float = _setting(0.0, "extra seconds between processing and the callback")
-    duplicate_callbacks: int = _setting(1, "send each callback this many times")
-    callback_before_response: bool = _setting(
-        False, "process and call back before the synchronous answer is sent (the client has no transactionId yet)"
-    )
-    callback_padding: bool = _setting(False, 'wrap every callback value in stray spaces, like the docs\' " xxxx "')
-    callback_retries: int = _setting(2, "further tries of a callback after a connection error or a 5xx")
-    callback_retry_delay: float = _setting(1.0, "seconds between tries of a callback")
-    callback_timeout: float = _setting(10.0, "seconds to wait for the receiver's answer to a callback")
-    error_rate: float = _setting(0.0, "fraction of requests answered HTTP 500 with a non-JSON body")
-    non_json_rate: float = _setting(0.0, "fraction of requests answered HTTP 200 with an HTML body")
-    drop_rate: float = _setting(0.0, "fraction of requests processed, then closed without an answer")
-    slow_rate: float = _setting(0.0, "fraction of requests processed, then answered after --slow-seconds")
-    slow_seconds: float = _setting(5.0, "delay of a slow answer, in seconds")
-    faults_after_queue: bool = _setting(
-        False, "error and non_json faults strike after the request was counted and queued"
-    )
-    seed: int = _setting(0, "seed of the fault RNG (re-applied by reset)")
-
-    def __post_init__(self):
-        problems = []
-        for item in fields(self):
-            choices = item.metadata["choices"]
-            if choices and getattr(self, item.name) not in choices:
-                problems.append(f"{item.name} must be one of {', '.join(choices)}")
-        rates = (self.error_rate, self.non_json_rate, self.drop_rate, self.slow_rate)
-        if any(not 0 <= rate <= 1 for rate in rates) or sum(rates) > 1:
-            problems.append("fault rates must lie in 0..1 and add up to at most 1")
-        if min(self.requests_per_window, self.max_rows, self.max_row_chars, self.duplicate_callbacks) < 1:
-            problems.append("requests_per_window, max_rows, max_row_chars and duplicate_callbacks must be >= 1")
-        if self.window_seconds <= 0 or self.callback_timeout <= 0:
-            problems.append("window_seconds and callback_timeout must be > 0")
-        if min(self.process_delay, self.failed_file_ttl, self.callback_delay, self.callback_retry_delay) < 0:
-            problems.append("delays and failed_file_ttl must be >= 0")
-        if min(self.slow_seconds, self.callback_retries) < 0:
-            problems.append("slow_seconds and callback_retries must be >= 0")
-        if not (100 <= self.error_status <= 599 and 100 <= self.rate_limit_status <= 599):
-            problems.append("error_status and rate_limit_status must be HTTP statuses")
-        if self.failed_file_format == "xlsx" and importlib.util.find_spec("openpyxl") is None:
-            problems.append("failed_file_format xlsx needs openpyxl installed")
-        if problems:
-            raise ValueError("; ".join(problems))
-
-    def updated(self, changes: Mapping[str, object]) -> Settings:
-        """A copy with `changes` (JSON or CLI values) applied; ValueError names unknown or invalid ones."""
-        current = asdict(self)
-        unknown = sorted(set(changes) - set(current))
-        if unknown:
-            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
-        return replace(self, **{name: _coerce(name, current[name], value) for name, value in changes.items()})
-
-
-SETTING_NAMES = tuple(item.name for item in fields(Settings))
-
-
-def _coerce(name: str, current: object, value: object) -> object:
-    """A value in the type of the setting's default; JSON numbers, booleans and lists arrive loosely typed."""
-    kind = type(current)
-    if kind is bool and isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    if kind is tuple and isinstance(value, list | tuple):
-        return tuple(str(item) for item in value)
-    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if kind in (bool, int, str) and type(value) is kind:
-        return value
-    raise ValueError(f"{name}: expected {kind.__name__}, got {value!r}")
-
-
-# --- Requests ---------------------------------------------------------------------------------------------------
-
-
-def parse_fields(content_type: str, body: bytes) -> dict[str, object]:
-    """The request's fields from a form-urlencoded, multipart or JSON body (contract, Request: all three).
-
-    Like PHP's $_POST, a repeated field keeps its last value and a body of any other type carries no fields
-    (so the answer is "apiKey should not be empty"). In JSON, bulkData may be an object or a JSON string, and a
-    boolean counts as "true"/"false"."""
-    media = content_type.split(";")[0].strip().lower()
-    if media == "application/x-www-form-urlencoded":
-        pairs = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-        return {name: values[-1] for name, values in pairs.items()}
-    if media == "multipart/form-data":
-        head = b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n"
-        message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
-        parts = message.iter_parts() if message.is_multipart() else ()
-        found = {}
-        for part in parts:
-            name, payload = part.get_param("name", header="content-disposition"), part.get_payload(decode=True)
-            if name and isinstance(payload, bytes):
-                found[name] = payload.decode("utf-8", "replace")
-        return found
-    if media == "application/json":
-        try:
-            document = json.loads(body)
-        except ValueError:
-            return {}
-        if not isinstance(document, dict):
-            return {}
-        return {
-            name: value if name == "bulkData" else _text(value) for name, value in document.items() if value is not None
-        }
-    return {}
-
-
-def parse_bulk_data(raw: object) -> tuple[list[str], list[list]] | None:
-    """(map, rows), or None when bulkData is missing, empty or not {"map": [...], "data": [[...], ...]}: the
-    "Please provide valid data" answer. A map without PhoneNumber, or rows that do not fit the map, pass here:
-    the contract says they are accepted and fail later, in the callback."""
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            return None
-    if not isinstance(raw, dict):
-        return None
-    column_map, rows = raw.get("map"), raw.get("data")
-    if not (isinstance(column_map, list) and column_map and all(isinstance(name, str) for name in column_map)):
-        return None
-    if not (isinstance(rows, list) and rows and all(isinstance(row, list) for row in rows)):
-        return None
-    if not all(cell is None or isinstance(cell, str | int | float) for row in rows for cell in row):
-        return None
-    return column_map, rows
-
-
-def _text(value: object) -> str:
-    """A cell or field as the provider's PHP would read it: JSON null is empty, booleans are true/false."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) else str(value)
-
-
-def _flag(value: object) -> bool:
-    return _text(value).strip().lower() == "true"
-
-
-def _national(phone: str) -> str:
-    return re.sub(r"\D", "", phone)[-10:]
-
-
-def _now_text() -> str:
-    return datetime.now(KOLKATA).isoformat(timespec="milliseconds")
-
-
-# --- State ------------------------------------------------------------------------------------------------------
+PROCESS_NOW_WAIT = 60.0  # seconds process-now waits for posts other threads are still delivering
 
 
 @dataclass
 class Campaign:
-    """A campaign as CloudAgent holds it: its column map and the leads uploaded to it."""
+    """A campaign as CloudAgent holds it: its column map, the leads uploaded to it and its URL to Push."""
 
     name: str
     kind: str  # "outbound" or "inbound"
     map: list[str]
+    push_url: str = ""  # from the config file; POST /_emulator/push-url overrides it until a reset
     leads: list[tuple[str, list[str], list]] = field(default_factory=list)  # (transactionId, map, row)
     phones: set[str] = field(default_factory=set)
     started: bool = False
+    next_dial: float = 0.0  # monotonic time of the campaign's next free dial slot
 
 
 @dataclass
@@ -296,6 +79,7 @@ class Account:
     user_name: str
     api_key: str
     campaigns: dict[str, Campaign]
+    push_url: str = ""  # account-wide URL to Push from the config file
 
 
 @dataclass
@@ -319,20 +103,21 @@ class Transaction:
 
 
 @dataclass
-class Callback:
-    """One POST to a callBackUrl (a duplicate is a Callback of its own). state: waiting -> sending -> answered
-    (our side gave an HTTP answer below 500) or failed (every try ended in a connection error or a 5xx)."""
+class Call:
+    """One dial of an accepted lead. state: scheduled (waiting for its campaign's dial slot) -> dialled."""
 
-    id: int
+    monitor_ucid: str
+    account: Account
+    campaign: Campaign
     transaction_id: str
-    url: str
-    shape: str
-    content_type: str
-    body: str
-    copy: int
+    lead: dict[str, str]
+    push_url: str
+    base_url: str
     due: float
-    state: str = "waiting"
-    tries: list[dict] = field(default_factory=list)
+    state: str = "scheduled"
+    outcome: str = ""
+    summary: dict | None = None
+    posts: list[SummaryPost] = field(default_factory=list)
 
 
 @dataclass
@@ -349,40 +134,55 @@ class Reply:
 
 
 class Emulator:
-    """All state, behind one lock (a Condition, so the queue worker can sleep on it).
+    """All state, behind one lock (a Condition, so the worker can sleep on it).
 
     Handler threads call `add_bulk_data` and the control methods; one worker thread processes the queue in
-    arrival order, as the provider's page says ("added to the outbound campaign in a queued manner"); each
-    callback is delivered by a thread of its own, so a slow receiver never holds up the queue."""
+    arrival order, as the provider's page says ("added to the outbound campaign in a queued manner"), dials the
+    accepted leads when their campaign's slot comes and hands due call summaries to threads of their own; each
+    callback and summary is delivered by a thread of its own, so a slow receiver never holds up the queue."""
 
     def __init__(self, accounts: list[Account], settings: Settings):
         self._lock = threading.Condition()
         self._accounts = {account.user_name: account for account in accounts}
         self._api_keys = {account.api_key for account in accounts if account.api_key}
         self.settings = settings
-        self._secret = secrets.token_bytes(32)  # signs failed-file links
+        self.files = FailedFiles()
         self._stopping = threading.Event()
         self._worker = threading.Thread(target=self._work, name="cloudagent-queue", daemon=True)
         self._transaction_numbers = itertools.count(1)  # never reset: transactionIds stay unique across resets
+        self._call_numbers = itertools.count(1)  # never reset: monitorUCIDs stay unique across resets
+        self._timer_numbers = itertools.count()  # tie-breaker of the timers heap
         self._id_digits = random.Random()
         self._generation = 0
         self._sending = 0
         self._clear()
 
     def _clear(self) -> None:
-        # A callback still in flight belongs to the old generation: it is neither sent nor recorded.
+        # A callback or summary still in flight belongs to the old generation: it is neither sent nor recorded.
         self._generation += 1
         self._requests: list[dict] = []
         self._transactions: dict[str, Transaction] = {}
         self._queue: deque[Transaction] = deque()
         self._callbacks: list[Callback] = []
-        self._files: dict[str, tuple[str, bytes]] = {}
+        self.files.clear()
         self._window: defaultdict[str, deque[float]] = defaultdict(deque)
         self._forced: deque[str] = deque()
         self._rng = random.Random(self.settings.seed)
+        self._seed_dialling()
+        self._calls: list[Call] = []
+        self._posts: list[SummaryPost] = []
+        self._timers: list[tuple[float, int, Call | SummaryPost]] = []  # heap: dials and delayed posts by due time
+        # Set through POST /_emulator/push-url: (userName, campaign or None for account-wide) -> URL.
+        self._push_urls: dict[tuple[str, str | None], str] = {}
         for account in self._accounts.values():
             for campaign in account.campaigns.values():
-                campaign.leads, campaign.phones, campaign.started = [], set(), False
+                campaign.leads, campaign.phones, campaign.started, campaign.next_dial = [], set(), False, 0.0
+
+    def _seed_dialling(self) -> None:
+        # Its own RNG, so the dials' outcomes do not depend on how many requests drew a fault.
+        self._dial_rng = random.Random(f"dial:{self.settings.seed}")
+        self._outcomes = WeightedDraw(self._dial_rng)
+        self._dispositions = WeightedDraw(self._dial_rng)
 
     def start(self) -> None:
         self._worker.start()
@@ -404,11 +204,13 @@ class Emulator:
             self.settings = self.settings.updated(changes)
             if "seed" in changes:
                 self._rng = random.Random(self.settings.seed)
+                self._seed_dialling()
             self._lock.notify_all()
             return asdict(self.settings)
 
     def reset(self) -> dict:
-        """Forget requests, queue, leads, callbacks, files, rate-limit history and forced faults; keep settings."""
+        """Forget requests, queue, leads, callbacks, calls, files, rate-limit history, forced faults and the URLs
+        to Push set at run time; keep settings (push_url included) and the config file's URLs to Push."""
         with self._lock:
             self._clear()
             self._lock.notify_all()
@@ -423,23 +225,57 @@ class Emulator:
             self._forced.extend([fault] * count)
             return {"forced_faults": list(self._forced)}
 
+    def set_push_url(self, user_name: object, campaign_name: object, url: object) -> dict:
+        """Set (or, with an empty url, remove) the URL to Push of one campaign, or account-wide when no campaign
+        is named, as an operator does in CloudAgent's admin. Applies to the leads processed from now on."""
+        url = "" if url is None else url
+        if not isinstance(url, str) or (url and not url.startswith(("http://", "https://"))):
+            raise ValueError("url must be an http:// or https:// URL, or empty to remove it")
+        with self._lock:
+            account = self._accounts.get(user_name) if isinstance(user_name, str) else None
+            if account is None:
+                raise ValueError(f"userName must name a configured account, got {user_name!r}")
+            if campaign_name is not None and campaign_name not in account.campaigns:
+                raise ValueError(f"campaign must be a campaign of {account.user_name}, got {campaign_name!r}")
+            key = (account.user_name, campaign_name)
+            if url:
+                self._push_urls[key] = url
+            else:
+                self._push_urls.pop(key, None)
+            return {"push_urls": self._push_urls_view()}
+
     def process_now(self) -> dict:
-        """Process every queued request and send every waiting callback now, then wait for the callbacks other
-        threads are delivering: a test gets a settled state without sleeping."""
+        """Process every queued request, dial every scheduled call and send every waiting callback and summary
+        (delayed ones included) now, then wait for the posts other threads are delivering: a test gets a settled
+        state without sleeping."""
         with self._lock:
             processed = len(self._queue)
             while self._queue:
                 self._process(self._queue.popleft())
+            scheduled = [item for _, _, item in self._timers if isinstance(item, Call)]
+            self._timers = [timer for timer in self._timers if not isinstance(timer[2], Call)]
+            heapq.heapify(self._timers)
+            for call in scheduled:
+                self._dial(call)
             waiting = [callback for callback in self._callbacks if callback.state == "waiting"]
+            summaries = [summary for summary in self._posts if summary.state == "waiting"]
             generation = self._generation
         for callback in waiting:
             self.deliver(callback, generation)
+        for summary in summaries:
+            self.deliver_summary(summary, generation)
         with self._lock:
             settled = self._lock.wait_for(lambda: self._sending == 0, timeout=PROCESS_NOW_WAIT)
-        return {"processed": processed, "callbacks_sent": len(waiting), "settled": settled}
+        return {
+            "processed": processed,
+            "callbacks_sent": len(waiting),
+            "calls_dialled": len(scheduled),
+            "summaries_sent": len(summaries),
+            "settled": settled,
+        }
 
     def inspect(self, sections: list[str] | None = None) -> dict:
-        """Everything received and done, as JSON-ready copies. Never an apiKey."""
+        """Everything received and done, as JSON-ready copies. Never an apiKey (see inspect_json)."""
         views = {
             "settings": lambda: asdict(self.settings),
             "now": lambda: {"time": time.time(), "monotonic": time.monotonic()},
@@ -450,6 +286,8 @@ class Emulator:
             "leads": self._leads_view,
             "callbacks": lambda: [self._callback_view(callback) for callback in self._callbacks],
             "forced_faults": lambda: list(self._forced),
+            "push_urls": self._push_urls_view,
+            "calls": lambda: [self._call_view(call) for call in self._calls],
         }
         unknown = sorted(set(sections or ()) - set(views))
         if unknown:
@@ -459,7 +297,7 @@ class Emulator:
 
     def inspect_json(self, sections: list[str] | None = None) -> bytes:
         """inspect() as JSON with every configured apiKey blotted out, wherever a client may have put one (a
-        misnamed field, a callBackUrl's query)."""
+        misnamed field, a callBackUrl's query) and wherever we put it (a call summary's Apikey)."""
         text = json.dumps(self.inspect(sections))
         for key in self._api_keys:
             for form in {json.dumps(key)[1:-1], quote(key, safe=""), quote_plus(key)}:
@@ -495,6 +333,23 @@ class Emulator:
                 )
         return leads
 
+    def _push_urls_view(self) -> dict:
+        """The URL to Push each campaign's leads would be dialled with now, and where each came from."""
+        return {
+            "default": self.settings.push_url,
+            "accounts": {
+                account.user_name: {
+                    "account": self._push_urls.get((account.user_name, None), account.push_url),
+                    "campaigns": {
+                        campaign.name: self._push_url_for(account, campaign)
+                        for campaign in account.campaigns.values()
+                        if campaign.kind == "outbound"
+                    },
+                }
+                for account in self._accounts.values()
+            },
+        }
+
     @staticmethod
     def _transaction_view(tx: Transaction) -> dict:
         return {
@@ -527,6 +382,31 @@ class Emulator:
             "status": last.get("status"),
         }
 
+    @staticmethod
+    def _call_view(call: Call) -> dict:
+        return {
+            "monitorUCID": call.monitor_ucid,
+            "userName": call.account.user_name,
+            "campaign": call.campaign.name,
+            "transactionId": call.transaction_id,
+            "PhoneNumber": call.lead.get("PhoneNumber", ""),
+            "push_url": call.push_url,
+            "state": call.state,
+            "outcome": call.outcome,
+            "summary": dict(call.summary) if call.summary else None,
+            "posts": [
+                {
+                    "id": summary.id,
+                    "kind": summary.kind,
+                    "url": summary.url,
+                    "state": summary.state,
+                    "tries": list(summary.tries),
+                    "status": summary.tries[-1]["status"] if summary.tries else None,
+                }
+                for summary in call.posts
+            ],
+        }
+
     # --- The API ------------------------------------------------------------------------------------------------
 
     def add_bulk_data(self, fields: dict[str, object], content_type: str, file_base_url: str) -> Reply:
@@ -537,7 +417,7 @@ class Emulator:
                 "id": len(self._requests) + 1,
                 "time": time.time(),
                 "monotonic": time.monotonic(),  # the rate limiter's clock
-                "received_at": _now_text(),
+                "received_at": now_text(),
                 "userName": fields.get("userName"),
                 "campaign": fields.get("campaignName"),
                 "rows": None,
@@ -587,8 +467,10 @@ class Emulator:
     def _decide(
         self, record: dict, fields: dict, file_base_url: str, settings: Settings
     ) -> tuple[dict, Transaction | None]:
-        """The synchronous answer, checked in the documented order (contract, Synchronous answers)."""
-        api_key, user_name, campaign_name = (_text(fields.get(name)) for name in ("apiKey", "userName", "campaignName"))
+        """The synchronous answer, checked in the documented order (the contract's Synchronous answers)."""
+        api_key, user_name, campaign_name = (
+            as_text(fields.get(name)) for name in ("apiKey", "userName", "campaignName")
+        )
         if not api_key:
             return API_KEY_EMPTY, None
         if not user_name:
@@ -619,10 +501,10 @@ class Emulator:
             campaign=campaign,
             map=column_map,
             rows=rows,
-            check_duplicate=_flag(fields.get("checkDuplicate")),
-            is_delete=_flag(fields.get("isDelete")),
-            start=_text(fields.get("action")).strip().lower() == "start",
-            callback_url=_text(fields.get("callBackUrl")).strip(),
+            check_duplicate=as_flag(fields.get("checkDuplicate")),
+            is_delete=as_flag(fields.get("isDelete")),
+            start=as_text(fields.get("action")).strip().lower() == "start",
+            callback_url=as_text(fields.get("callBackUrl")).strip(),
             file_base_url=file_base_url,
             due=record["monotonic"] + settings.process_delay,
         )
@@ -630,7 +512,7 @@ class Emulator:
 
     def _admit(self, user_name: str, now: float, settings: Settings) -> bool:
         """Sliding log per account: at most N counted requests in any window (now - W, now]. The provider's window
-        is not documented (contract, Limits); a sliding one is the strictest reading a client must survive."""
+        is not documented (the contract's Limits); a sliding one is the strictest reading a client must survive."""
         window = self._window[user_name]
         while window and window[0] <= now - settings.window_seconds:
             window.popleft()
@@ -673,35 +555,43 @@ class Emulator:
         for name, value in fields.items():
             if name == "bulkData":
                 continue
-            text = _text(value)
+            text = as_text(value)
             shown[name] = REDACTED if text and re.sub(r"[^a-z]", "", name.lower()) == "apikey" else text
         return shown
 
     # --- Processing (the lock is held) ----------------------------------------------------------------------
 
     def _process(self, tx: Transaction) -> list[Callback]:
-        """Add the rows to the campaign and build the callback (contract, The asynchronous result)."""
+        """Add the rows to the campaign, schedule their dials and build the callback (the contract's asynchronous
+        result)."""
         settings = self.settings
         started = datetime.now(KOLKATA)
         total = len(tx.rows)
+        added: list[list] = []
         if self._map_fits(tx, settings):
             status, message = UPLOADED
-            failed = self._add_rows(tx, settings)
+            failed = self._add_rows(tx, settings, added)
             not_processed = len(failed)
         else:
             status, message = UPLOAD_FAILED
             failed, not_processed = [], total
         file_url = ""
         if failed and not settings.empty_failed_path_on_partial:
-            file_url = self._store_failed_file(tx, failed, settings)
+            file_url = self.files.store(
+                tx.map,
+                failed,
+                base_url=tx.file_base_url,
+                file_format=settings.failed_file_format,
+                ttl=settings.failed_file_ttl,
+            )
         if status == "Success" and tx.start:
             tx.campaign.started = True
         tx.state = "processed"
         tx.failed_rows = [
-            {"index": index, "PhoneNumber": _text(row[tx.map.index("PhoneNumber")]), "reason": reason}
+            {"index": index, "PhoneNumber": as_text(row[tx.map.index("PhoneNumber")]), "reason": reason}
             for index, row, reason in failed
         ]
-        tx.result = {  # contract: every value a string, counts included; keys in the documented order
+        tx.result = {  # the contract: every value a string, counts included; keys in the documented order
             "totalNoUploaded": str(total),
             "numbersProcessed": str(total - not_processed),
             "numbersNotProcessed": str(not_processed),
@@ -712,6 +602,7 @@ class Emulator:
             "startDateTime": started.strftime(PROVIDER_TIME),
             "endDateTime": datetime.now(KOLKATA).strftime(PROVIDER_TIME),
         }
+        self._schedule_dials(tx, added, settings)
         return self._make_callbacks(tx, settings)
 
     @staticmethod
@@ -726,17 +617,18 @@ class Emulator:
             same = sorted(tx.map) == sorted(tx.campaign.map)
         return same and all(len(row) == len(tx.map) for row in tx.rows)
 
-    def _add_rows(self, tx: Transaction, settings: Settings) -> list[tuple[int, list, str]]:
-        """Check each row and add the good ones; returns (index, row, reason) for the others."""
+    def _add_rows(self, tx: Transaction, settings: Settings, added_rows: list[list]) -> list[tuple[int, list, str]]:
+        """Check each row and add the good ones (to the campaign and to `added_rows`); returns (index, row, reason)
+        for the others."""
         campaign = tx.campaign
-        dnd = {_national(number) for number in settings.dnd}
+        dnd = {national_digits(number) for number in settings.dnd}
         phone_at = tx.map.index("PhoneNumber")
         # This upload's numbers join the campaign's only at the end, so "already in the campaign" means before
         # this upload; numbers repeated inside the upload are caught with `added`.
         added: set[str] = set()
         failed = []
         for index, row in enumerate(tx.rows):
-            phone = _text(row[phone_at]).strip()
+            phone = as_text(row[phone_at]).strip()
             reason = self._row_reason(tx.map, row, phone, dnd, settings)
             if reason is None and self._is_duplicate(tx, phone, added):
                 reason = REASON_DUPLICATE
@@ -744,6 +636,7 @@ class Emulator:
                 failed.append((index, row, reason))
                 continue
             added.add(phone)
+            added_rows.append(row)
             campaign.leads.append((tx.id, tx.map, row))
         campaign.phones |= added
         return failed
@@ -755,66 +648,32 @@ class Emulator:
             return REASON_PHONE_EMPTY
         if not PHONE.fullmatch(phone):
             return REASON_PHONE_INVALID
-        # contract, Limits: "2000 characters per row including all headers": each header plus its cell's text.
-        if sum(len(header) + len(_text(value)) for header, value in values.items()) > settings.max_row_chars:
+        # The contract's Limits: "2000 characters per row including all headers": each header plus its cell's text.
+        if sum(len(header) + len(as_text(value)) for header, value in values.items()) > settings.max_row_chars:
             return REASON_ROW_TOO_LONG
-        if "Name" in values and not NAME.fullmatch(_text(values["Name"])):
+        if "Name" in values and not NAME.fullmatch(as_text(values["Name"])):
             return REASON_NAME
         if "Priority" in values:
-            priority = _text(values["Priority"]).strip()
+            priority = as_text(values["Priority"]).strip()
             if priority:
                 if not (PRIORITY.fullmatch(priority) and 1 <= int(priority) <= 99):
                     return REASON_PRIORITY
             elif settings.empty_priority_fails:
                 return REASON_PRIORITY
-        if _national(phone) in dnd:
+        if national_digits(phone) in dnd:
             return REASON_DND
         return None
 
     @staticmethod
     def _is_duplicate(tx: Transaction, phone: str, added: set[str]) -> bool:
-        """contract, Request: isDelete skips numbers the campaign already holds; checkDuplicate also keeps only
-        the first of a number repeated in the upload; when both are sent only isDelete counts. Numbers compare
+        """The contract's Request: isDelete skips numbers the campaign already holds; checkDuplicate also keeps
+        only the first of a number repeated in the upload; when both are sent only isDelete counts. Numbers compare
         as sent (after trimming): a client that writes one number two ways gets it twice, as it would there."""
         if tx.is_delete:
             return phone in tx.campaign.phones
         if tx.check_duplicate:
             return phone in tx.campaign.phones or phone in added
         return False
-
-    def _store_failed_file(self, tx: Transaction, failed: list[tuple[int, list, str]], settings: Settings) -> str:
-        """The rows not added, with the request's headers and a Reason column, behind a pre-signed-style link
-        (contract: "a pre-signed URL, valid for 24 hours"; its format is inferred)."""
-        table = [[*tx.map, "Reason"], *([*map(_text, row), reason] for _, row, reason in failed)]
-        if settings.failed_file_format == "xlsx":
-            content = _xlsx(table)
-        else:
-            out = io.StringIO()
-            csv.writer(out).writerows(table)
-            content = out.getvalue().encode()
-        name = f"{secrets.token_hex(16)}.{settings.failed_file_format}"
-        self._files[name] = (FILE_FORMATS[settings.failed_file_format], content)
-        expires = str(int(time.time() + settings.failed_file_ttl))  # whole seconds; a TTL of 0 is expired at once
-        query = urlencode({"expires": expires, "signature": self._sign(name, expires)})
-        return f"{tx.file_base_url}/files/{name}?{query}"
-
-    def _sign(self, name: str, expires: str) -> str:
-        return hmac.new(self._secret, f"{name}:{expires}".encode(), hashlib.sha256).hexdigest()
-
-    def failed_file(self, name: str, query: str) -> tuple[int, str, bytes]:
-        """(status, content type, body) for a failed-file link, answered like an object store: 404 for an unknown
-        file, 403 for a bad signature or a link past its expiry."""
-        params = parse_qs(query)
-        expires, signature = params.get("expires", [""])[0], params.get("signature", [""])[0]
-        with self._lock:
-            stored = self._files.get(name)
-        if stored is None:
-            return _store_error(404, "NoSuchKey", "The specified key does not exist.")
-        if not expires.isdigit() or not hmac.compare_digest(self._sign(name, expires), signature):
-            return _store_error(403, "SignatureDoesNotMatch", "The request signature does not match.")
-        if time.time() >= int(expires):
-            return _store_error(403, "AccessDenied", "Request has expired")
-        return 200, *stored
 
     # --- Callbacks --------------------------------------------------------------------------------------------
 
@@ -824,7 +683,7 @@ class Emulator:
         data = tx.result
         if settings.callback_padding:
             data = {key: f" {value} " for key, value in data.items()}
-        content_type, body = _callback_body(data, settings.callback_shape)
+        content_type, body = callback_body(data, settings.callback_shape)
         made = [
             Callback(
                 id=len(self._callbacks) + copy,
@@ -852,313 +711,167 @@ class Emulator:
             self._sending += 1
         answered = False
         try:
-            for attempt in range(settings.callback_retries + 1):
-                if attempt and self._stopping.wait(settings.callback_retry_delay):
-                    break
-                status, error = _post_callback(callback, settings.callback_timeout)
-                answered = error is None and status < 500
-                with self._lock:
-                    callback.tries.append({"at": _now_text(), "status": status, "error": error})
-                if answered:
-                    break
+            answered = post_with_tries(
+                callback,
+                tries=settings.callback_retries + 1,
+                retry_delay=settings.callback_retry_delay,
+                timeout=settings.callback_timeout,
+                accepted=lambda status: status < 500,
+                stopping=self._stopping,
+                record=lambda attempt: self._record_try(callback, attempt),
+            )
         finally:
             with self._lock:
                 callback.state = "answered" if answered else "failed"
                 self._sending -= 1
                 self._lock.notify_all()
 
+    def _record_try(self, target: Callback | SummaryPost, attempt: dict) -> None:
+        with self._lock:
+            target.tries.append(attempt)
+
     def _deliver_when_due(self, callback: Callback, generation: int) -> None:
         if not self._stopping.wait(max(0.0, callback.due - time.monotonic())):
             self.deliver(callback, generation)
 
+    # --- Dialling (the lock is held, except in deliver_summary) ----------------------------------------------
+
+    def _push_url_for(self, account: Account, campaign: Campaign) -> str:
+        """The campaign's own URL to Push, else the account's, else the emulator-wide default."""
+        return (
+            self._push_urls.get((account.user_name, campaign.name))
+            or campaign.push_url
+            or self._push_urls.get((account.user_name, None))
+            or account.push_url
+            or self.settings.push_url
+        )
+
+    def _schedule_dials(self, tx: Transaction, rows: list[list], settings: Settings) -> None:
+        """Each lead just added gets a dial at its campaign's next slot, 1/dial_rate apart: the campaign dials at
+        its own pace whatever the other campaigns do. Nothing is dialled without a URL to Push to report to."""
+        account = self._accounts[tx.user_name]
+        push_url = self._push_url_for(account, tx.campaign)
+        if not push_url or not rows:
+            return
+        now = time.monotonic()
+        for row in rows:
+            due = max(now, tx.campaign.next_dial)
+            tx.campaign.next_dial = due + 1 / settings.dial_rate
+            call = Call(
+                monitor_ucid=f"{int(time.time())}{next(self._call_numbers) % 10**6:06d}",
+                account=account,
+                campaign=tx.campaign,
+                transaction_id=tx.id,
+                lead={header: as_text(value).strip() for header, value in zip(tx.map, row, strict=True)},
+                push_url=push_url,
+                base_url=tx.file_base_url,
+                due=due,
+            )
+            self._calls.append(call)
+            heapq.heappush(self._timers, (due, next(self._timer_numbers), call))
+        self._lock.notify_all()
+
+    def _dial(self, call: Call) -> None:
+        """The call happens: an outcome, a summary, and its posts as push_mode says (immediate: now, without
+        Disposition; delayed: push_delay later, with it; both: the two, same monitorUCID)."""
+        settings = self.settings
+        call.outcome = self._outcomes.pick(parse_weights(settings.dial_outcomes, "dial_outcomes"), settings.dial_draw)
+        disposition = ""
+        if call.outcome == "answered":
+            disposition = self._dispositions.pick(
+                parse_weights(settings.dispositions, "dispositions"), settings.dial_draw
+            )
+        call.summary = call_summary(
+            monitor_ucid=call.monitor_ucid,
+            user_name=call.account.user_name,
+            api_key=call.account.api_key,
+            campaign=call.campaign.name,
+            lead=call.lead,
+            outcome=call.outcome,
+            disposition=disposition,
+            call_type=settings.dial_type,
+            recording_base_url=call.base_url,
+            ended=datetime.now(KOLKATA),
+            rng=self._dial_rng,
+        )
+        call.state = "dialled"
+        now = time.monotonic()
+        if settings.push_mode in ("immediate", "both"):
+            undisposed = {name: value for name, value in call.summary.items() if name != "Disposition"}
+            self._add_summary_post(call, "immediate", undisposed, now)
+        if settings.push_mode in ("delayed", "both"):
+            self._add_summary_post(call, "delayed", call.summary, now + settings.push_delay)
+
+    def _add_summary_post(self, call: Call, kind: str, summary: dict, due: float) -> None:
+        content_type, body = call_summary_body(summary)
+        made = SummaryPost(
+            id=len(self._posts) + 1,
+            monitor_ucid=call.monitor_ucid,
+            kind=kind,
+            url=call.push_url,
+            content_type=content_type,
+            body=body,
+            due=due,
+        )
+        call.posts.append(made)
+        self._posts.append(made)
+        heapq.heappush(self._timers, (due, next(self._timer_numbers), made))
+
+    def deliver_summary(self, summary: SummaryPost, generation: int) -> None:
+        """POST one call summary unless another thread took it or a reset forgot it: 1 + push_retries tries,
+        push_retry_delay apart, until the receiver answers 2xx (the provider's "Call back hit tries")."""
+        with self._lock:
+            if generation != self._generation or summary.state != "waiting":
+                return
+            summary.state, settings = "sending", self.settings
+            self._sending += 1
+        answered = False
+        try:
+            answered = post_with_tries(
+                summary,
+                tries=settings.push_retries + 1,
+                retry_delay=settings.push_retry_delay,
+                timeout=settings.push_timeout,
+                accepted=lambda status: 200 <= status < 300,
+                stopping=self._stopping,
+                record=lambda attempt: self._record_try(summary, attempt),
+            )
+        finally:
+            with self._lock:
+                summary.state = "answered" if answered else "failed"
+                self._sending -= 1
+                self._lock.notify_all()
+
+    # --- The worker ---------------------------------------------------------------------------------------------
+
+    def _next_wait(self) -> float | None:
+        """Seconds until the next queued request or timer is due (<= 0: one is due), None when nothing waits."""
+        dues = ([self._queue[0].due] if self._queue else []) + ([self._timers[0][0]] if self._timers else [])
+        return min(dues) - time.monotonic() if dues else None
+
     def _work(self) -> None:
-        """The queue worker: requests in arrival order, each no earlier than process_delay after it arrived."""
+        """The worker: requests in arrival order, each no earlier than process_delay after it arrived; then the
+        dials and summary posts whose time has come."""
         while True:
             with self._lock:
                 while not self._stopping.is_set():
-                    wait = self._queue[0].due - time.monotonic() if self._queue else None
+                    wait = self._next_wait()
                     if wait is not None and wait <= 0:
                         break
                     self._lock.wait(wait)
                 if self._stopping.is_set():
                     return
-                callbacks = self._process(self._queue.popleft())
+                now, callbacks, summaries = time.monotonic(), [], []
+                if self._queue and self._queue[0].due <= now:
+                    callbacks = self._process(self._queue.popleft())
+                while self._timers and self._timers[0][0] <= now:
+                    _, _, item = heapq.heappop(self._timers)
+                    if isinstance(item, Call):
+                        self._dial(item)
+                    else:
+                        summaries.append(item)
                 generation = self._generation
             for callback in callbacks:
                 threading.Thread(target=self._deliver_when_due, args=(callback, generation), daemon=True).start()
-
-
-def _store_error(status: int, code: str, message: str) -> tuple[int, str, bytes]:
-    body = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
-    return status, "application/xml", body.encode()
-
-
-def _callback_body(data: dict, shape: str) -> tuple[str, str]:
-    """(content type, body) of a callback (contract: receivers must accept a JSON object, a JSON string and a
-    form field data=<json>). "json-string-unescaped" is the page's own sample byte for byte: a JSON object
-    pasted inside quotes without escaping, which is not valid JSON."""
-    text = json.dumps(data)
-    if shape == "json-object":
-        return "application/json", json.dumps({"data": data})
-    if shape == "json-string":
-        return "application/json", json.dumps({"data": text})
-    if shape == "json-string-unescaped":
-        return "application/json", '{"data":"' + json.dumps(data, separators=(",", ":")) + '"}'
-    return "application/x-www-form-urlencoded", urlencode({"data": text})
-
-
-# Callbacks go straight to the receiver: a proxy from the environment is not the provider's.
-_CALLBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _post_callback(callback: Callback, timeout: float) -> tuple[int | None, str | None]:
-    """(HTTP status, None) when the receiver answered, else (None, the error)."""
-    request = urllib.request.Request(
-        callback.url,
-        data=callback.body.encode(),
-        method="POST",
-        headers={"Content-Type": callback.content_type, "User-Agent": USER_AGENT},
-    )
-    try:
-        with _CALLBACK_OPENER.open(request, timeout=timeout) as response:
-            response.read()
-            return response.status, None
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return exc.code, None
-    except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError is an OSError
-        return None, f"{type(exc).__name__}: {exc}"
-
-
-def _xlsx(table: list[list[str]]) -> bytes:
-    from openpyxl import Workbook  # only for --failed-file-format xlsx: the emulator is stdlib-only otherwise
-
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet("Failed")
-    for row in table:
-        sheet.append(row)
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
-
-
-# --- HTTP -------------------------------------------------------------------------------------------------------
-
-
-class Handler(BaseHTTPRequestHandler):
-    """HTTP/1.1 with keep-alive, so a client's connection reuse (and a dropped connection) is exercised."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = "cloudagent-emulator"
-    sys_version = ""
-    # Headers and body go out in two writes: without TCP_NODELAY, Nagle and delayed ACKs add 40 ms to each answer.
-    disable_nagle_algorithm = True
-
-    @property
-    def emulator(self) -> Emulator:
-        return self.server.emulator
-
-    def do_POST(self) -> None:
-        path, _, _ = self.path.partition("?")
-        body = self._read_body()
-        if body is None:
-            return
-        if path == API_PATH:
-            self._api(body)
-        elif path.startswith("/_emulator/"):
-            self._control(path, body)
-        else:
-            self._send_json(404, {"error": f"no such path: {path}"})
-
-    def do_GET(self) -> None:
-        path, _, query = self.path.partition("?")
-        if path == "/_emulator/inspect":
-            sections = [name for name in parse_qs(query).get("sections", [""])[0].split(",") if name]
-            try:
-                self._send(200, "application/json", self.emulator.inspect_json(sections))
-            except ValueError as exc:
-                self._send_json(400, {"error": str(exc)})
-        elif path.startswith("/files/"):
-            self._send(*self.emulator.failed_file(path.removeprefix("/files/"), query))
-        else:
-            self._send_json(404, {"error": f"no such path: {path}"})
-
-    def _api(self, body: bytes) -> None:
-        content_type = self.headers.get("Content-Type", "")
-        host, port = self.server.server_address[:2]
-        base_url = f"http://{self.headers.get('Host') or f'{host}:{port}'}"
-        reply = self.emulator.add_bulk_data(parse_fields(content_type, body), content_type, base_url)
-        for callback in reply.callbacks_first:
-            self.emulator.deliver(callback, reply.generation)
-        if reply.delay:
-            self.emulator.pause(reply.delay)
-        if reply.drop:  # the request counted and was queued; the client only loses the answer
-            self.close_connection = True
-            return
-        self._send(reply.status, reply.content_type, reply.body)
-
-    def _control(self, path: str, body: bytes) -> None:
-        emulator = self.emulator
-        try:
-            document = json.loads(body or b"{}")
-            if not isinstance(document, dict):
-                raise ValueError("the body must be a JSON object")
-            if path == "/_emulator/config":
-                result = emulator.configure(document)
-            elif path == "/_emulator/reset":
-                result = emulator.reset()
-            elif path == "/_emulator/fault":
-                result = emulator.force_fault(document.get("fault"), document.get("count", 1))
-            elif path == "/_emulator/process-now":
-                result = emulator.process_now()
-            else:
-                self._send_json(404, {"error": f"no such path: {path}"})
-                return
-        except ValueError as exc:
-            self._send_json(400, {"error": str(exc)})
-            return
-        self._send_json(200, result)
-
-    def _read_body(self) -> bytes | None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_BODY_BYTES or "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.close_connection = True
-            self._send_json(400, {"error": f"send a Content-Length of at most {MAX_BODY_BYTES} bytes"})
-            return None
-        return self.rfile.read(length)
-
-    def _send_json(self, status: int, document: object) -> None:
-        self._send(status, "application/json", json.dumps(document).encode())
-
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_request(self, code="-", size="-") -> None:
-        # The API calls only: inspect polls and control calls would bury them (GET /_emulator/inspect has it all).
-        if self.path.startswith(API_PATH):
-            super().log_request(code, size)
-
-
-class EmulatorServer(ThreadingHTTPServer):
-    daemon_threads = True  # a hung client must not keep the process alive at shutdown
-    request_queue_size = 128  # bursts of concurrent clients (tests, benchmarks) must not wait on SYN retries
-
-    def __init__(self, address: tuple[str, int], emulator: Emulator):
-        super().__init__(address, Handler)
-        self.emulator = emulator
-
-    def handle_error(self, request, client_address) -> None:
-        # A client that hung up (a timed-out slow answer) is the client's business, not an emulator error.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-# --- Configuration and entry points -----------------------------------------------------------------------------
-
-
-def load_config(path: Path | str) -> tuple[list[Account], Settings]:
-    """Accounts and settings from a JSON file shaped {"accounts": [{"userName", "apiKey", "campaigns": [{"name",
-    "type": "outbound"|"inbound", "map": [...]}]}], "dnd": [...], "settings": {...}}."""
-    try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-        accounts = []
-        for entry in document["accounts"]:
-            campaigns = {}
-            for item in entry.get("campaigns", []):
-                kind = item.get("type", "outbound")
-                if kind not in ("outbound", "inbound"):
-                    raise ValueError(f"campaign {item['name']}: type must be outbound or inbound")
-                if kind == "outbound" and "PhoneNumber" not in item.get("map", []):
-                    raise ValueError(f"campaign {item['name']}: an outbound campaign needs a map with PhoneNumber")
-                campaigns[item["name"]] = Campaign(name=item["name"], kind=kind, map=list(item.get("map", [])))
-            accounts.append(Account(user_name=entry["userName"], api_key=entry["apiKey"], campaigns=campaigns))
-        if not accounts:
-            raise ValueError("no accounts")
-        settings = Settings().updated({**document.get("settings", {}), "dnd": document.get("dnd", [])})
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"config {path}: {type(exc).__name__}: {exc}") from exc
-    return accounts, settings
-
-
-def read_dnd(path: Path | str) -> tuple[str, ...]:
-    """DND numbers, one a line; blank lines and # comments are skipped."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every flag, built from Settings; shared with `manage.py cloudagent_emulator`. Settings flags default to
-    SUPPRESS so that only the flags given override the config file's "settings"."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8900, help="port to bind; 0 picks a free one (default: 8900)")
-    parser.add_argument("--config", type=Path, help=f"accounts and campaigns, JSON (default: {DEFAULT_CONFIG.name})")
-    parser.add_argument(
-        "--dnd", type=Path, metavar="FILE", dest="dnd_file", help="DND numbers, one a line, added to the config's"
-    )
-    defaults = Settings()
-    for item in fields(Settings):
-        if item.name == "dnd":
-            continue
-        default = getattr(defaults, item.name)
-        flag = "--" + item.name.replace("_", "-")
-        help_text = f"{item.metadata['help']} (default: {default})"
-        if isinstance(default, bool):
-            action = argparse.BooleanOptionalAction
-            parser.add_argument(flag, action=action, default=argparse.SUPPRESS, help=help_text)
-        else:
-            parser.add_argument(
-                flag, type=type(default), choices=item.metadata["choices"], default=argparse.SUPPRESS, help=help_text
-            )
-
-
-def create_server(options: Mapping[str, object]) -> EmulatorServer:
-    """A bound server from parsed flags (argparse's or Django's); ValueError or OSError says what is wrong."""
-    accounts, settings = load_config(options.get("config") or DEFAULT_CONFIG)
-    settings = settings.updated({name: options[name] for name in SETTING_NAMES if name in options})
-    if options.get("dnd_file"):
-        settings = replace(settings, dnd=settings.dnd + read_dnd(options["dnd_file"]))
-    address = (options.get("host") or "127.0.0.1", int(options.get("port", 8900)))
-    return EmulatorServer(address, Emulator(accounts, settings))
-
-
-def serve(server: EmulatorServer) -> None:
-    """Serve until SIGTERM or SIGINT, then stop the worker and close the socket."""
-
-    def stop(signum, frame):
-        # shutdown() waits for serve_forever() to return, so it must not run on serve_forever's own thread.
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    server.emulator.start()
-    host, port = server.server_address[:2]
-    print(f"cloudagent-emulator listening on http://{host}:{port}", flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        server.emulator.stop()
-        server.server_close()
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m uploads.emulator", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    options = vars(parser.parse_args(argv))
-    try:
-        server = create_server(options)
-    except (ValueError, OSError) as exc:
-        parser.error(str(exc))
-    serve(server)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+            for summary in summaries:
+                threading.Thread(target=self.deliver_summary, args=(summary, generation), daemon=True).start()
