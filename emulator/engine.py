@@ -115,6 +115,7 @@ class Call:
     base_url: str
     due: float
     state: str = "scheduled"
+    dialled_at: float | None = None  # monotonic
     outcome: str = ""
     summary: dict | None = None
     posts: list[SummaryPost] = field(default_factory=list)
@@ -392,6 +393,8 @@ class Emulator:
             "PhoneNumber": call.lead.get("PhoneNumber", ""),
             "push_url": call.push_url,
             "state": call.state,
+            "due": call.due,
+            "dialled_at": call.dialled_at,
             "outcome": call.outcome,
             "summary": dict(call.summary) if call.summary else None,
             "posts": [
@@ -794,8 +797,8 @@ class Emulator:
             ended=datetime.now(KOLKATA),
             rng=self._dial_rng,
         )
-        call.state = "dialled"
         now = time.monotonic()
+        call.state, call.dialled_at = "dialled", now
         if settings.push_mode in ("immediate", "both"):
             undisposed = {name: value for name, value in call.summary.items() if name != "Disposition"}
             self._add_summary_post(call, "immediate", undisposed, now)
