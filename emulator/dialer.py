@@ -3,7 +3,9 @@ CloudAgent posts to the campaign's URL to Push (docs/cloudagent-call-summary.md)
 
 from __future__ import annotations
 
+import io
 import random
+import wave
 from collections import defaultdict
 from datetime import datetime, timedelta
 
@@ -76,10 +78,22 @@ def call_summary(
         "AgentName": f"Agent {agent_id}" if agent_id else "",
         "Disposition": disposition,
         "Comments": COMMENTS.get(disposition, ""),
-        "AudioFile": f"{recording_base_url}/recordings/{monitor_ucid}.mp3" if answered else "",
+        "AudioFile": f"{recording_base_url}/recordings/{monitor_ucid}.wav" if answered else "",
         "HangupBy": rng.choice(HANGUPS) if answered else "",
         "TransferType": "No Transfers",
         "Skill": lead.get("skill") or lead.get("Skill") or "",
         "Did": "918061234567",
         "Apikey": api_key,
     }
+
+
+def silent_recording() -> bytes:
+    """One second of silence as a WAV file: what an answered call's AudioFile link serves, so a link followed from
+    the admin plays."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as recording:
+        recording.setnchannels(1)
+        recording.setsampwidth(2)
+        recording.setframerate(8000)
+        recording.writeframes(b"\0\0" * 8000)
+    return out.getvalue()

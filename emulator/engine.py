@@ -820,6 +820,11 @@ class Emulator:
         self._posts.append(made)
         heapq.heappush(self._timers, (due, next(self._timer_numbers), made))
 
+    def recording(self, monitor_ucid: str) -> bool:
+        """Whether an answered call of this monitorUCID has a recording to serve."""
+        with self._lock:
+            return any(call.monitor_ucid == monitor_ucid and call.outcome == "answered" for call in self._calls)
+
     def deliver_summary(self, summary: SummaryPost, generation: int) -> None:
         """POST one call summary unless another thread took it or a reset forgot it: 1 + push_retries tries,
         push_retry_delay apart, until the receiver answers 2xx (the provider's "Call back hit tries")."""

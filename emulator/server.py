@@ -1,8 +1,8 @@
 """The HTTP server around the engine, its configuration file and its command line.
 
 HTTP: POST the API path; GET /files/<name>?expires=..&signature=.. (failed-rows files, pre-signed style);
-GET /_emulator/inspect[?sections=a,b]; POST /_emulator/config | reset | fault | process-now | push-url (JSON
-control)."""
+GET /recordings/<monitorUCID>.wav (an answered call's AudioFile); GET /_emulator/inspect[?sections=a,b];
+POST /_emulator/config | reset | fault | process-now | push-url (JSON control)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from emulator.dialer import silent_recording
 from emulator.engine import Account, Campaign, Emulator
 from emulator.protocol import API_PATH, parse_fields
 from emulator.settings import SETTING_NAMES, Settings
@@ -63,6 +64,11 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_json(400, {"error": str(exc)})
         elif path.startswith("/files/"):
             self._send(*self.emulator.files.serve(path.removeprefix("/files/"), query))
+        elif path.startswith("/recordings/") and path.endswith(".wav"):
+            if self.emulator.recording(path.removeprefix("/recordings/").removesuffix(".wav")):
+                self._send(200, "audio/wav", silent_recording())
+            else:
+                self._send_json(404, {"error": f"no such recording: {path}"})
         else:
             self._send_json(404, {"error": f"no such path: {path}"})
 

@@ -94,7 +94,7 @@ def test_nothing_is_dialled_without_a_url_to_push(emulator, http, receiver):
 
 
 def test_every_accepted_lead_gets_one_summary_in_the_documented_shape(dialling, http, receiver):
-    dialling.configure(push_mode="delayed", dnd=["9876500001"])
+    dialling.configure(push_mode="delayed", dnd=["9876500001"], dial_draw="cycle", dial_outcomes="answered=1,Busy=1")
     rows = [*leads(4), lead_row("12")]  # the DND number and the invalid one are refused: 3 accepted
     transaction_id = upload(http, dialling, rows)
     dialling.process_now()
@@ -103,6 +103,7 @@ def test_every_accepted_lead_gets_one_summary_in_the_documented_shape(dialling, 
     assert len(receiver.received) == 3
     assert sorted(s["CallerID"] for s in summaries) == ["9876500000", "9876500002", "9876500003"]
     assert len({s["monitorUCID"] for s in summaries}) == 3
+    assert sorted(s["CustomerStatus"] for s in summaries) == ["Busy", "answered", "answered"]
     for summary in summaries:
         assert set(summary) == SUMMARY_FIELDS
         assert all(isinstance(value, str) for value in summary.values())
@@ -120,6 +121,11 @@ def test_every_accepted_lead_gets_one_summary_in_the_documented_shape(dialling, 
         assert seconds(summary["Duration"]) >= seconds(summary["CallDuration"])
         answered = summary["DialStatus"] == "answered"
         assert bool(summary["Disposition"]) == answered == bool(summary["AudioFile"]) == bool(summary["AgentID"])
+
+    for summary in summaries:
+        audio = http.get(summary["AudioFile"] or f"{dialling.url}/recordings/{summary['monitorUCID']}.wav", timeout=10)
+        assert audio.status_code == (200 if summary["AudioFile"] else 404)
+        assert audio.headers["Content-Type"] == ("audio/wav" if summary["AudioFile"] else "application/json")
 
     calls = dialling.inspect("calls")["calls"]
     assert {call["transactionId"] for call in calls} == {transaction_id}
