@@ -930,3 +930,14 @@ def test_the_management_command_passes_its_flags_through(tmp_path):
         command.send_signal(signal.SIGTERM)
         command.wait(timeout=10)
     assert command.returncode == 0, log.read_text()
+
+
+def test_the_emulator_imports_nothing_of_the_project():
+    project = ("django", "leadhub", "campaigns", "uploads", "cloudagent", "calls")
+    check = (
+        "import sys, emulator.server\n"
+        f"loaded = sorted(name for name in sys.modules if name.split('.')[0] in {project!r})\n"
+        "print(loaded)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", check], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0 and run.stdout.strip() == "[]", run.stdout + run.stderr

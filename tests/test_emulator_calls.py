@@ -323,3 +323,34 @@ def test_dial_settings_are_checked(emulator, http):
     for bad in ({"dial_outcomes": "answered=1,ringing=2"}, {"dial_outcomes": "answered=0"}, {"dial_rate": 0}):
         answer = http.post(f"{emulator.url}/_emulator/config", json=bad, timeout=10)
         assert answer.status_code == 400, bad
+
+
+def test_urls_to_push_from_the_config_file_survive_a_reset(start_emulator, http, receiver):
+    config = {
+        "accounts": [
+            {
+                "userName": "demo_user",
+                "apiKey": API_KEY,
+                "pushUrl": receiver.url + "/account",
+                "campaigns": [
+                    {"name": "Demo_Outbound", "map": ["PhoneNumber", "Name", "Priority", "ExpiryDate"]},
+                    {"name": "Demo_Second", "map": ["PhoneNumber", "Name", "Priority", "ExpiryDate"], "pushUrl": ""},
+                    {"name": "Own", "map": ["PhoneNumber", "Name"], "pushUrl": receiver.url + "/own"},
+                ],
+            }
+        ]
+    }
+    emulator = start_emulator("--push-mode", "immediate", config=config)
+    emulator.reset()
+    assert emulator.inspect("push_urls")["push_urls"]["accounts"]["demo_user"] == {
+        "account": receiver.url + "/account",
+        "campaigns": {
+            "Demo_Outbound": receiver.url + "/account",
+            "Demo_Second": receiver.url + "/account",
+            "Own": receiver.url + "/own",
+        },
+    }
+    upload(http, emulator, [["9876500000", "Own lead"]], column_map=["PhoneNumber", "Name"], campaignName="Own")
+    emulator.process_now()
+    (call,) = emulator.inspect("calls")["calls"]
+    assert call["push_url"] == receiver.url + "/own" and len(receiver.wait(1)) == 1
