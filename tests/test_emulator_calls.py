@@ -238,13 +238,15 @@ def test_a_post_to_nobody_is_retried_and_fails(dialling, http):
 
 
 def test_a_campaign_dials_at_its_pace(dialling, http, receiver):
+    """Each dial has a slot 1/dial_rate after the previous one and never goes before it (a late worker may dial two
+    overdue slots back to back, so the gaps between actual dials are not asserted)."""
     dialling.configure(dial_rate=20.0)
     upload(http, dialling, leads(5))
     receiver.wait(5)
     calls = dialling.inspect("calls")["calls"]
-    dialled = sorted(call["dialled_at"] for call in calls)
+    dues = [call["due"] for call in calls]
+    assert all(later - earlier == pytest.approx(1 / 20) for earlier, later in zip(dues, dues[1:], strict=False))
     assert all(call["dialled_at"] >= call["due"] for call in calls)
-    assert all(later - earlier >= 1 / 20 * 0.99 for earlier, later in zip(dialled, dialled[1:], strict=False))
 
 
 def test_a_number_sent_again_without_check_duplicate_is_dialled_again(dialling, http, receiver):
