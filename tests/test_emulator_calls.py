@@ -141,7 +141,7 @@ def test_an_immediate_summary_has_no_disposition(dialling, http, receiver):
 
 
 def test_both_modes_post_at_once_then_later_with_the_disposition_under_the_same_monitor_ucid(dialling, http, receiver):
-    dialling.configure(push_mode="both", push_delay=1.0, dial_outcomes="answered=1")
+    dialling.configure(push_mode="both", push_delay=2.0, dial_outcomes="answered=1")
     upload(http, dialling, leads(3))
 
     summaries = [summary_of(received) for received in receiver.wait(6)]
