@@ -50,7 +50,7 @@ def run(report) -> None:
         port = free_port()
         server = start_gunicorn(port, database_url)
         url = f"http://127.0.0.1:{port}" + reverse(
-            "cloudagent-call-summary", kwargs={"secret": account.callback_secret}
+            "cloudagent-call-summary", kwargs={"secret": account.call_summary_secret}
         )
         posts, expected = _posts(account.api_key)
         for body in posts[:WARM_UP]:

@@ -23,15 +23,17 @@ def account_for_secret(secret: str) -> CloudAgentAccount | None:
     """The account whose webhook URL this is, with its API key (the post's redaction needs it) in the same query.
     Every secret is compared in constant time, none skipped, so the response time tells a guess nothing."""
     match = None
-    for account in CloudAgentAccount.objects.only("pk", "callback_secret", "api_key").order_by():
-        if constant_time_compare(account.callback_secret, secret):
+    for account in CloudAgentAccount.objects.only("pk", "call_summary_secret", "api_key").order_by():
+        if constant_time_compare(account.call_summary_secret, secret):
             match = account
     return match
 
 
 def call_summary_url_for(account: CloudAgentAccount) -> str:
     """The "URL to Push" to paste into CloudAgent; like the upload callback's, its secret is the credential."""
-    return settings.LEADHUB_PUBLIC_URL + reverse("cloudagent-call-summary", kwargs={"secret": account.callback_secret})
+    return settings.LEADHUB_PUBLIC_URL + reverse(
+        "cloudagent-call-summary", kwargs={"secret": account.call_summary_secret}
+    )
 
 
 def outcome_statuses() -> list[str]:

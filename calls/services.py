@@ -23,14 +23,19 @@ from calls.models import Call, CallSummaryPost
 from calls.selectors import leads_due_redial, outcomes_canonical
 from campaigns.models import Campaign, CloudAgentAccount, Lead
 from campaigns.normalize import PhoneError, normalize_phone
-from cloudagent.call_summary import CallSummary, MalformedCallSummary, call_summary_parse, call_summary_redact
+from cloudagent.call_summary import (
+    REDACTED,
+    CallSummary,
+    MalformedCallSummary,
+    call_summary_body_redact,
+    call_summary_parse,
+)
 from uploads.services import PushSummary, leads_push_redial
 
 logger = logging.getLogger(__name__)
 
 PostState = CallSummaryPost.State
 Match = Call.Match
-REDACTED = "[removed]"
 # The call's own fields a later summary may fill in; an empty value in it never erases a known one.
 MERGED_FIELDS = (
     "campaign_name",
@@ -68,7 +73,7 @@ def call_summary_post_take(
     try:
         with transaction.atomic():
             post = call_summary_post_receive(**stored)
-            return _post_apply(post) if post.state == PostState.RECEIVED else post
+            return _post_apply(post)
     except Exception:
         logger.exception("a call summary post broke on our side; it is stored for the sweep to apply")
         return call_summary_post_receive(**stored)
@@ -78,22 +83,15 @@ def call_summary_post_receive(
     *, account: CloudAgentAccount, body: bytes, content_type: str, remote_addr: str | None
 ) -> CallSummaryPost:
     """Store the post as it came, minus the API key, before anything else reads it. The key is removed twice:
-    wherever the body's shape puts it, then the account's own key wherever it still appears."""
-    problem = ""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        text, problem = body.decode("utf-8", "backslashreplace"), "the body is not UTF-8"
-    text = _without_account_key(call_summary_redact(text, content_type), account.api_key)
-    if "\x00" in text:
-        text, problem = text.replace("\x00", "\\x00"), problem or "the body contains NUL bytes"
+    wherever the body's shape puts it (docs/cloudagent-call-summary.md, The API key in every post), then the
+    account's own key wherever it still appears. NUL bytes, which no text column holds, are escaped; the parser
+    drops them anyway."""
+    text = _without_account_key(call_summary_body_redact(body, content_type).decode("utf-8"), account.api_key)
     return CallSummaryPost.objects.create(
         account=account,
-        body=text,
+        body=text.replace("\x00", "\\x00"),
         content_type=content_type.replace("\x00", "")[:200],
         remote_addr=remote_addr,
-        state=PostState.INVALID if problem else PostState.RECEIVED,
-        error=problem,
     )
 
 
@@ -116,7 +114,9 @@ def call_summary_post_apply(*, post: CallSummaryPost) -> CallSummaryPost:
 
 def _post_apply(post: CallSummaryPost) -> CallSummaryPost:
     try:
-        summary = call_summary_parse(post.body, post.content_type)
+        stored = post.body.encode("utf-8")
+        # No cap here: the webhook capped the post, and redaction may have lengthened it a little.
+        summary = call_summary_parse(stored, post.content_type, max_bytes=len(stored))
     except MalformedCallSummary as exc:
         logger.warning("call summary post %s is invalid: %s", post.pk, exc)
         return _post_settle(post, PostState.INVALID, error=str(exc)[:1000])
@@ -210,14 +210,14 @@ def _call_merge(account_id: int, summary: CallSummary, campaign, phone: str) -> 
     if call is None:
         lead_id, match = _lead_match(summary, campaign, phone)
         call = Call(**key, **values, campaign=campaign, lead_id=lead_id, match=match, phone_number=phone)
-        call.summary = summary.raw
+        call.summary = summary.data
         if _call_insert_if_new(call):
             return _Merged(call, changed=True, first_for_lead=lead_id is not None)
         call = Call.objects.select_for_update().get(**key)  # the same call's other post inserted it first
     changes = {
         name: value for name, value in values.items() if value not in ("", None) and getattr(call, name) != value
     }
-    summary_fields = {**call.summary, **{k: v for k, v in summary.raw.items() if v not in ("", None)}}
+    summary_fields = {**call.summary, **{k: v for k, v in summary.data.items() if v not in ("", None)}}
     if summary_fields != call.summary:
         changes["summary"] = summary_fields
     first_for_lead = False

@@ -36,6 +36,8 @@ class CloudAgentAccount(models.Model):
     )
     # CloudAgent signs nothing, so the callback URL itself is the credential (contract.md, callback).
     callback_secret = models.CharField(max_length=64, unique=True, default=new_callback_secret, editable=False)
+    # The call summaries' URL ("URL to Push") has a secret of its own: either URL can be replaced alone.
+    call_summary_secret = models.CharField(max_length=64, unique=True, default=new_callback_secret, editable=False)
     is_active = models.BooleanField("active", default=True)
     problem = models.TextField(blank=True, help_text="Set when CloudAgent refused our credentials.")
     problem_at = models.DateTimeField(null=True, blank=True)

@@ -127,12 +127,12 @@ def test_the_call_list_searches_by_ucid_and_number(admin_client, dialled_campaig
 def test_the_account_page_and_add_account_give_both_urls(admin_client, account):
     page = admin_client.get(reverse("admin:campaigns_cloudagentaccount_change", args=[account.pk])).content.decode()
     assert f"/cloudagent/callback/{account.callback_secret}/" in page
-    assert f"/cloudagent/calls/{account.callback_secret}/" in page
+    assert f"/cloudagent/calls/{account.call_summary_secret}/" in page
     out = StringIO()
     call_command("add_account", "Demo account", "--user-name", "u", "--api-key", "k" * 20, "--json", stdout=out)
     payload = json.loads(out.getvalue())
     assert payload["callback_url"].endswith(f"/cloudagent/callback/{account.callback_secret}/")
-    assert payload["cdr_url"].endswith(f"/cloudagent/calls/{account.callback_secret}/")
+    assert payload["cdr_url"].endswith(f"/cloudagent/calls/{account.call_summary_secret}/")
 
 
 def test_leadhub_status_counts_calls_by_every_dial_status(dialled_campaign):

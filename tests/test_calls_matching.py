@@ -79,6 +79,7 @@ def test_the_same_ucid_on_two_accounts_is_two_calls(campaign, make_leads, post_c
     make_leads(2)
     post_call_summary(call_summary(monitorUCID="55"))
     post_call_summary(
-        call_summary(monitorUCID="55"), url=reverse("cloudagent-call-summary", kwargs={"secret": other.callback_secret})
+        call_summary(monitorUCID="55"),
+        url=reverse("cloudagent-call-summary", kwargs={"secret": other.call_summary_secret}),
     )
     assert Call.objects.filter(monitor_ucid="55").count() == 2

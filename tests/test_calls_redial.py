@@ -38,7 +38,7 @@ def dialled(push_account, campaign, make_leads, push_emulator):
     push_emulator.process_now()
     Lead.objects.update(status=Lead.Status.UPLOADED)  # as the callback leaves them
     client = Client()
-    url = reverse("cloudagent-call-summary", kwargs={"secret": push_account.callback_secret})
+    url = reverse("cloudagent-call-summary", kwargs={"secret": push_account.call_summary_secret})
     outcomes = [
         (0, "not_answered", "NoResponse", timedelta(hours=5)),  # due
         (1, "not_answered", "Busy", timedelta(hours=6)),  # due, by its customer status

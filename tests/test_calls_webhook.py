@@ -56,7 +56,7 @@ def test_the_api_key_is_never_stored_nor_logged(shape, campaign, make_leads, pos
     assert all(API_KEY not in json.dumps(summary) for summary in Call.objects.values_list("summary", flat=True))
     assert API_KEY not in caplog.text
     account = CloudAgentAccount.objects.get()
-    assert account.callback_secret not in caplog.text, "Django's request log would print the secret URL"
+    assert account.call_summary_secret not in caplog.text, "Django's request log would print the secret URL"
 
 
 def test_the_key_is_removed_from_every_table_even_in_an_unknown_field(campaign, make_leads, post_call_summary):
@@ -88,9 +88,11 @@ def test_malformed_posts_are_answered_400_and_kept(body, content_type, campaign,
     assert not Call.objects.exists()
 
 
-def test_a_wrong_secret_is_404_and_stores_nothing(campaign, post_call_summary):
+def test_a_wrong_secret_is_404_and_stores_nothing(account, campaign, post_call_summary):
     url = reverse("cloudagent-call-summary", kwargs={"secret": "not-the-secret"})
     assert post_call_summary(call_summary(), url=url).status_code == 404
+    upload_callback_secret = reverse("cloudagent-call-summary", kwargs={"secret": account.callback_secret})
+    assert post_call_summary(call_summary(), url=upload_callback_secret).status_code == 404, "a secret of its own"
     assert not CallSummaryPost.objects.exists()
 
 

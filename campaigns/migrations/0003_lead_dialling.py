@@ -3,6 +3,15 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+import campaigns.models
+
+
+def give_each_account_a_call_summary_secret(apps, schema_editor):
+    accounts = apps.get_model("campaigns", "CloudAgentAccount")
+    for account in accounts.objects.filter(call_summary_secret__isnull=True):
+        account.call_summary_secret = campaigns.models.new_callback_secret()
+        account.save(update_fields=["call_summary_secret"])
+
 
 class Migration(migrations.Migration):
 
@@ -11,6 +20,17 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(
+            model_name='cloudagentaccount',
+            name='call_summary_secret',
+            field=models.CharField(editable=False, max_length=64, null=True),
+        ),
+        migrations.RunPython(give_each_account_a_call_summary_secret, migrations.RunPython.noop),
+        migrations.AlterField(
+            model_name='cloudagentaccount',
+            name='call_summary_secret',
+            field=models.CharField(default=campaigns.models.new_callback_secret, editable=False, max_length=64, unique=True),
+        ),
         migrations.AddField(
             model_name='lead',
             name='call_attempts',
