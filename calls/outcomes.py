@@ -9,10 +9,10 @@ from calls.selectors import outcomes_by_campaign, outcomes_summary
 from campaigns.models import Campaign
 
 
-def outcomes_panel(*, campaign: Campaign | None = None) -> SafeString:
+def outcomes_panel(*, campaign: Campaign | None = None, lead_counts: dict[str, int] | None = None) -> SafeString:
     """The funnel, calls per hour, contact rate and attempts per lead, as HTML with inline SVG charts: for one
-    campaign's page, or across campaigns for the dashboard."""
-    outcomes = outcomes_summary(campaign=campaign)
+    campaign's page, or across campaigns for the dashboard (which has counted the leads by status already)."""
+    outcomes = outcomes_summary(campaign=campaign, lead_counts=lead_counts)
     scope = campaign.name if campaign is not None else "all campaigns"
     hours = outcomes["per_hour"]
     context = {

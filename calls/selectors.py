@@ -66,12 +66,16 @@ def call_dial_status_counts(*, campaign: Campaign | None = None) -> dict[str, in
     return counts
 
 
-def outcomes_summary(*, campaign: Campaign | None = None) -> dict:
+def outcomes_summary(*, campaign: Campaign | None = None, lead_counts: dict[str, int] | None = None) -> dict:
     """The funnel (imported -> uploaded -> dialled -> answered -> dispositions), contact rate, attempts per lead
-    and calls per hour, for one campaign or across all. A handful of aggregate queries whatever the size."""
-    leads = Lead.objects.all() if campaign is None else Lead.objects.filter(campaign=campaign)
+    and calls per hour, for one campaign or across all. A handful of aggregate queries whatever the size; the
+    costliest counts the leads by status (an index-only scan, ~170 ms at 1M leads), so a page that has those
+    counts already passes them as `lead_counts`."""
     calls = Call.objects.all() if campaign is None else Call.objects.filter(campaign=campaign)
-    by_status = dict(leads.order_by().values("status").annotate(n=Count("id")).values_list("status", "n"))
+    by_status = lead_counts
+    if by_status is None:
+        leads = Lead.objects.all() if campaign is None else Lead.objects.filter(campaign=campaign)
+        by_status = dict(leads.order_by().values("status").annotate(n=Count("id")).values_list("status", "n"))
     figures = calls.aggregate(
         calls=Count("id"),
         matched=Count("id", filter=Q(lead__isnull=False)),

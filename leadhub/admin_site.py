@@ -13,5 +13,10 @@ class LeadhubAdminSite(admin.AdminSite):
     index_template = "admin/leadhub_index.html"
 
     def index(self, request, extra_context=None):
-        context = {"dashboard": dashboard(), "call_outcomes": outcomes_panel(), **(extra_context or {})}
+        summary = dashboard()
+        context = {
+            "dashboard": summary,
+            "call_outcomes": outcomes_panel(lead_counts=summary["leads"]),
+            **(extra_context or {}),
+        }
         return super().index(request, context)
