@@ -31,7 +31,7 @@ class RedialForm(forms.Form):
     )
 
 
-def _redial(modeladmin, request, queryset, leads):
+def _redial(modeladmin, request, leads):
     """Asks which outcomes to dial again, then pushes those leads with checkDuplicate=false."""
     form = RedialForm(request.POST if "apply" in request.POST else None)
     if "apply" in request.POST and form.is_valid():
@@ -60,7 +60,9 @@ def _redial(modeladmin, request, queryset, leads):
         "title": "Dial again",
         "opts": modeladmin.model._meta,
         "form": form,
-        "queryset": queryset,
+        # The ids ticked on the page; with "select all" Django finds the leads again from the list's filters, so
+        # a million of them never go into the form.
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         "action": request.POST.get("action", ""),
         "select_across": request.POST.get("select_across", "0"),
@@ -70,12 +72,12 @@ def _redial(modeladmin, request, queryset, leads):
 
 @admin.action(description="Dial again (by last call outcome)", permissions=["change"])
 def redial_selected_leads(modeladmin, request, queryset):
-    return _redial(modeladmin, request, queryset, queryset)
+    return _redial(modeladmin, request, queryset)
 
 
 @admin.action(description="Dial again the campaigns' leads (by last call outcome)", permissions=["change"])
 def redial_campaign_leads(modeladmin, request, queryset):
-    return _redial(modeladmin, request, queryset, Lead.objects.filter(campaign__in=queryset))
+    return _redial(modeladmin, request, Lead.objects.filter(campaign__in=queryset))
 
 
 # --- lead list filters and the call history ---------------------------------------------------------------

@@ -121,3 +121,15 @@ def test_the_admin_action_asks_which_outcomes_then_redials(admin_client, campaig
     shown = [str(message) for message in done.context["messages"]]
     assert any(message.startswith("Dialling again: 2 lead(s)") for message in shown), shown  # leads 0 and 1
     assert any("1 queued" in message for message in shown), shown
+
+
+def test_dial_again_on_every_lead_the_filtered_list_holds(admin_client, campaign, dialled):
+    """ "Select all" over a filtered Lead list: the form carries no ids, the list's filters find the leads again."""
+    url = reverse("admin:campaigns_lead_changelist") + "?last_dial=NoResponse"
+    chosen = {"action": "redial_selected_leads", "select_across": "1", "_selected_action": ["all"]}
+    form = admin_client.post(url, chosen)
+    assert form.status_code == 200 and b'value="all"' in form.content
+    done = admin_client.post(url, {**chosen, "apply": "1", "outcomes": ["NoResponse"]}, follow=True)
+    shown = [str(message) for message in done.context["messages"]]
+    # leads 0 and 3 (any age: no "older than"); lead 4 ended NoResponse too but is queued again
+    assert any(message.startswith("Dialling again: 2 lead(s)") for message in shown), shown
