@@ -22,12 +22,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 from python_calamine import CalamineError, CalamineWorkbook
 
-from campaigns.models import Campaign, Lead, LeadStatus
+from campaigns.models import Campaign, Lead
 from campaigns.normalize import PhoneError, clean_name, format_phone, normalize_phone
+from cloudagent.rules import MAX_ROW_CHARS, PHONE_HEADERS, PRIORITY_RANGE, header_key, sniff_delimiter
 
 CHUNK_ROWS = 5000
-# contract.md, Limits: "2000 characters per row including all headers".
-MAX_ROW_CHARS = 2000
 # Rows of each kind (new, updated, duplicate, rejected, warning) a report keeps to show; its counts are complete.
 PREVIEW_ROWS = 1000
 ENCODING_PASS_BYTES = 1 << 20
@@ -47,25 +46,13 @@ FORMATS = {
 
 # Header aliases (issue 6): compared after dropping case, spaces, underscores, dots and hyphens.
 ALIASES = {
-    "PhoneNumber": (
-        "phone",
-        "phone number",
-        "mobile",
-        "mobile number",
-        "mobile no",
-        "contact",
-        "contact number",
-        "contact no",
-        "msisdn",
-        "number",
-    ),
+    "PhoneNumber": PHONE_HEADERS[1:],
     "Name": ("name", "full name", "customer name", "lead name"),
     "Priority": ("priority",),
     "ExpiryDate": ("expiry", "expiry date", "expires"),
     "AgentId": ("agent", "agent id"),
     "skill": ("skill",),
 }
-_HEADER_NOISE = re.compile(r"[\s_.\-]+")
 _DAY_FIRST = re.compile(r"(\d{1,2})[/-](\d{1,2})[/-](\d{4})")
 _ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
 _WHOLE_NUMBER = re.compile(r"\d+(?:\.0*)?")
@@ -84,10 +71,6 @@ _FIELD_OF = {
 
 class ImportFileError(ValueError):
     """A problem with the file as a whole (unreadable, empty, no phone column): nothing is imported."""
-
-
-def header_key(header: object) -> str:
-    return _HEADER_NOISE.sub("", str(header)).lower()
 
 
 def detect_format(file_name: str, chosen: str = "") -> str:
@@ -169,24 +152,12 @@ def _detect_encoding(path: Path) -> tuple[str, int]:
     return "latin-1", lines + (last != b"\n")
 
 
-def _sniff_delimiter(sample: str) -> str:
-    """Comma, semicolon, tab or pipe: csv.Sniffer on complete lines, else the one the header line has most of."""
-    sample = sample[: sample.rfind("\n") + 1] or sample
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-    except csv.Error:
-        first = sample.split("\n", 1)[0]
-        counts = {d: first.count(d) for d in ",;\t|"}
-        best = max(counts, key=counts.get)
-        return best if counts[best] else ","
-
-
 @contextmanager
 def _csv_sheet(path: Path, delimiter: str | None = None) -> Iterator[Sheet]:
     encoding, lines = _detect_encoding(path)
     if delimiter is None:
         with path.open(encoding=encoding, newline="") as f:
-            delimiter = _sniff_delimiter(f.read(SNIFF_CHARS))
+            delimiter = sniff_delimiter(f.read(SNIFF_CHARS))
     with path.open(encoding=encoding, newline="") as f:
         reader = csv.reader(f, delimiter=delimiter)
 
@@ -305,7 +276,7 @@ def _priority(value: object) -> int | None:
         return None
     if _WHOLE_NUMBER.fullmatch(text):
         number = int(text.split(".", 1)[0])
-        if 1 <= number <= 99:
+        if number in PRIORITY_RANGE:
             return number
     raise _Rejected(f"Priority '{text}' is not a whole number from 1 to 99")
 
@@ -526,7 +497,7 @@ class _LeadFileImport:
                     new.append(row)
                 elif self.lead_import_id is not None and found[1] == self.lead_import_id:
                     written_before.append(row)  # by this import, before a crash stopped it: resuming
-                elif update_existing and found[0] == LeadStatus.NEW:
+                elif update_existing and found[0] == Lead.Status.NEW:
                     updates.append((row, found[2]))
                 elif update_existing:
                     self._duplicate(row.line, row.phone, f"already in the campaign as a {found[0]} lead; not updated")
@@ -569,7 +540,7 @@ class _SqlLeads:
         self.with_extra = with_extra
         now = connection.ops.adapt_datetimefield_value(timezone.now())
         self.now = now
-        self.fixed = (LeadStatus.NEW.value, "", Lead.Source.IMPORT.value, lead_import_id, now, now, campaign_id)
+        self.fixed = (Lead.Status.NEW.value, "", Lead.Source.IMPORT.value, lead_import_id, now, now, campaign_id)
         self.table = connection.ops.quote_name(Lead._meta.db_table)
         self.conflict = ", ".join(_columns("campaign", "phone_number"))
         self.phone_column = _columns("phone_number")[0]
@@ -621,7 +592,7 @@ class _SqlLeads:
                     values.append(connection.ops.adapt_json_value(merged, None))
                 else:
                     values.append(adapted[position[name]])
-            params.append((*values, self.now, self.campaign_id, row.phone, LeadStatus.NEW.value))
+            params.append((*values, self.now, self.campaign_id, row.phone, Lead.Status.NEW.value))
         with connection.cursor() as cursor:
             cursor.executemany(f"UPDATE {self.table} SET {sets} WHERE {where}", params)
             return cursor.rowcount

@@ -1,4 +1,4 @@
-"""The CloudAgent client (uploads/cloudagent.py): row building, and every documented answer over real HTTP.
+"""The CloudAgent client (cloudagent/): row building, and every documented answer over real HTTP.
 
 The documented answers come from the emulator (uploads/emulator.py); the few answers it cannot give (a 404
 from a proxy, a redirect, an echoed API key) come from a canned HTTP server in this file, over real HTTP too.
@@ -19,24 +19,18 @@ from urllib.parse import parse_qs
 import pytest
 
 import leadhub
-from tests.fixtures.core import LoopbackHTTPServer, QuietHandler
-from uploads.cloudagent import (
-    ENDPOINT_PATH,
-    MAX_ROW_CHARS,
-    MAX_ROWS_PER_REQUEST,
-    AddBulkDataResult,
+from cloudagent.client import ENDPOINT_PATH, AddBulkDataResult, CloudAgentClient
+from cloudagent.errors import (
     AuthenticationError,
-    BuiltRows,
     CampaignError,
-    CloudAgentClient,
     CloudAgentError,
     InvalidDataError,
     RateLimitedError,
     TransientError,
     UnexpectedResponseError,
-    build_rows,
-    row_length,
 )
+from cloudagent.rules import MAX_ROW_CHARS, MAX_ROWS_PER_REQUEST, BuiltRows, build_rows, row_length
+from tests.fixtures.core import LoopbackHTTPServer, QuietHandler
 
 API_KEY = "demo-api-key-0123456789"
 MAP = ["PhoneNumber", "Name", "Priority", "ExpiryDate"]

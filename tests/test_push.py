@@ -20,8 +20,9 @@ from rq import SimpleWorker
 from campaigns.models import Campaign, CloudAgentAccount, Lead
 from tests.fixtures.core import LoopbackHTTPServer, QuietHandler
 from tests.fixtures.push import subprocess_env
-from uploads import dispatcher
-from uploads.models import UploadTransaction
+from uploads import dispatcher, queues, services
+from uploads.jobs import push_watchdog_job
+from uploads.models import CallbackEvent, UploadTransaction
 from uploads.services import leads_push, upload_transactions_repush
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -278,7 +279,7 @@ def test_a_dispatcher_killed_mid_send_is_recovered_without_losing_or_doubling_le
 
     assert dispatcher.account_dispatch(account_id=push_account.pk).busy, "the dead worker's lease has not lapsed"
     deadline = time.monotonic() + 15
-    while dispatcher.lease_held(push_account.pk) and time.monotonic() < deadline:
+    while queues.lease_held(push_account.pk) and time.monotonic() < deadline:
         time.sleep(0.1)
     report = dispatcher.account_dispatch(account_id=push_account.pk)
 
@@ -360,8 +361,6 @@ def test_repush_action_in_the_admin_takes_only_what_the_operator_can_act_on(
 def test_the_watchdog_job_sweeps_callbacks_and_keeps_itself_scheduled_while_callbacks_are_due(
     push_account, campaign, redis_conn
 ):
-    from uploads.jobs import push_watchdog_job
-    from uploads.models import CallbackEvent
 
     batch = UploadTransaction.objects.create(campaign=campaign, state=State.QUEUED, transaction_id="42")
     CallbackEvent.objects.create(
@@ -532,7 +531,6 @@ def test_rate_limit_answers_spend_no_retry(push_account, campaign, make_leads, p
 
 
 def test_a_late_outcome_from_a_dispatcher_that_lost_its_claim_changes_nothing(push_account, campaign, make_leads):
-    from uploads import services
 
     make_leads(3)
     push_all(campaign)
@@ -566,10 +564,6 @@ def test_a_dispatcher_whose_lease_cannot_be_renewed_stops_claiming(push_account,
 def test_one_callback_that_breaks_on_our_side_does_not_stop_the_watchdog(
     push_account, campaign, redis_conn, monkeypatch
 ):
-    from uploads import callbacks
-    from uploads.jobs import push_watchdog_job
-    from uploads.models import CallbackEvent
-
     UploadTransaction.objects.create(campaign=campaign, state=State.QUEUED, transaction_id="42")
     for _ in range(2):
         CallbackEvent.objects.create(account=push_account, transaction_id="42", state=CallbackEvent.State.WAITING)
@@ -581,7 +575,7 @@ def test_one_callback_that_breaks_on_our_side_does_not_stop_the_watchdog(
             raise RuntimeError("a bug of ours, at an exact point")
         return CallbackEvent.objects.get(pk=event.pk)
 
-    monkeypatch.setattr(callbacks, "callback_event_apply", breaks_once)
+    monkeypatch.setattr(services, "callback_event_apply", breaks_once)
 
     result = push_watchdog_job()
 
@@ -592,7 +586,7 @@ def test_one_callback_that_breaks_on_our_side_does_not_stop_the_watchdog(
 
 def test_a_long_back_off_schedules_one_dispatcher_not_one_per_watchdog_tick(push_account, redis_conn):
     for _ in range(3):
-        dispatcher.account_dispatch_ensure(account_id=push_account.pk, delay=120)
+        queues.account_dispatch_ensure(account_id=push_account.pk, delay=120)
 
     scheduled = django_rq.get_queue("push").scheduled_job_registry.get_job_ids()
     assert len(scheduled) == 1
@@ -603,7 +597,7 @@ def test_a_dispatcher_out_of_time_hands_over_to_a_fresh_job(push_account, campai
     push_all(campaign)
     push_queue = django_rq.get_queue("push")
     push_queue.empty()
-    dispatcher.clear_queued_marker(push_account.pk)  # as the job running this dispatcher did when it started
+    queues.clear_queued_marker(push_account.pk)  # as the job running this dispatcher did when it started
 
     report = dispatcher.account_dispatch(account_id=push_account.pk, max_seconds=0)
 
