@@ -125,6 +125,42 @@ class PushSummary:
         }
 
 
+def push_summary_messages(summary: PushSummary) -> list[tuple[str, str]]:
+    """What the operator is told about a push, in the same words by the admin and the CLI: (level, text) pairs,
+    the level one of "success", "warning", "info"."""
+    told = []
+    if summary.background:
+        told.append(
+            (
+                "success",
+                f"Batching {summary.leads} lead(s) in the background into about {summary.batches} batch(es) for "
+                f"CloudAgent; the rate limit puts the last batch about {summary.eta_seconds:.0f} s from now. "
+                "Leads our checks refuse will show as 'invalid'.",
+            )
+        )
+    elif summary.leads:
+        told.append(
+            (
+                "success",
+                f"Queued {summary.leads} lead(s) in {summary.batches} batch(es) for CloudAgent; "
+                f"the rate limit puts the last batch about {summary.eta_seconds:.0f} s from now.",
+            )
+        )
+    if summary.invalid:
+        told.append(
+            (
+                "warning",
+                f"{summary.invalid} lead(s) failed our checks and are now 'invalid' (see the reason); fix, then push.",
+            )
+        )
+    if summary.not_pushable:
+        left = ", ".join(f"{count} {status}" for status, count in sorted(summary.not_pushable.items()))
+        told.append(("warning", f"Not pushed, because of their status: {left}."))
+    if not (summary.leads or summary.invalid or summary.not_pushable):
+        told.append(("info", "There was nothing to push."))
+    return told
+
+
 def leads_push_request(
     *, leads, user=None, statuses: Iterable[str] = PUSHABLE_STATUSES, check_duplicate: bool = False
 ) -> PushSummary:
