@@ -17,7 +17,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from campaigns.admin_import_export import LeadImportExportMixin
-from campaigns.importing import ImportFileError
+from campaigns.importing.readers import ImportFileError
 from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
 from campaigns.normalize import PhoneError, normalize_phone
 from campaigns.services import (

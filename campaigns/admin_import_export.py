@@ -19,7 +19,8 @@ from import_export.forms import ConfirmImportForm, ImportForm
 from import_export.tmp_storages import TempFolderStorage
 
 from campaigns.exporting import leads_export_csv, leads_export_xlsx
-from campaigns.importing import ALIASES, ImportFileError
+from campaigns.importing.policy import ALIASES
+from campaigns.importing.readers import ImportFileError
 from campaigns.models import Campaign
 from campaigns.resources import LeadExportResource
 from campaigns.services import lead_import_create, lead_import_preview, lead_import_start

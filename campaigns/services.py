@@ -11,15 +11,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns import queues
-from campaigns.importing import (
-    ImportFileError,
-    ImportReport,
-    cell_text,
-    detect_format,
-    import_sheet,
-    map_columns,
-    open_sheet,
-)
+from campaigns.importing.policy import ImportReport, map_columns
+from campaigns.importing.readers import ImportFileError, cell_text, detect_format, open_sheet
+from campaigns.importing.writers import import_sheet
 from campaigns.models import DOMESTIC_BASE_URL, Campaign, CloudAgentAccount, Lead, LeadImport
 
 # LeadImport.errors keeps this many {line, reason}; the rejected-rows file has every one.

@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 from rq import SimpleWorker
 
-import campaigns.importing
+import campaigns.importing.writers
 import campaigns.services
 from campaigns.models import Lead, LeadImport
 
@@ -110,7 +110,7 @@ def test_a_large_file_runs_in_the_background_with_progress(
     django_capture_on_commit_callbacks,
 ):
     settings.LEADHUB_IMPORT_BACKGROUND_ROWS = 10
-    monkeypatch.setattr(campaigns.importing, "CHUNK_ROWS", 10)
+    monkeypatch.setattr(campaigns.importing.writers, "CHUNK_ROWS", 10)
     seen = []
     real_import_sheet = campaigns.services.import_sheet
 

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 import pytest
 from django.utils import timezone
 
-from campaigns.importing import ImportFileError
+from campaigns.importing.readers import ImportFileError
 from campaigns.models import Campaign, Lead, LeadImport
 from campaigns.services import lead_import_create, lead_import_preview, lead_import_run
 
