@@ -55,7 +55,7 @@ def push_new_leads(modeladmin, request, queryset):
 
 class EstimatedCountPaginator(Paginator):
     """An unfiltered changelist on PostgreSQL counts from the planner's estimate: COUNT(*) over millions of
-    leads costs most of a second (perf-notes.md, Admin at 5M leads)."""
+    leads costs most of a second (docs/performance.md, Admin at 5M leads)."""
 
     ESTIMATE_ABOVE = 100_000
 

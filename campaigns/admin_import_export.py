@@ -44,7 +44,7 @@ class LeadImportExportMixin(ImportExportMixin):
     """django-import-export's Import and Export on the lead changelist, with leadhub's streaming engine behind the
     import. The stock view loads the whole file into a tablib Dataset, imports 300-5,000 rows/s and hides Confirm
     when any row is invalid; here the preview is a dry run of the whole file that lists every rejected row and
-    writes nothing, and Confirm imports the rest (perf-notes.md, Import)."""
+    writes nothing, and Confirm imports the rest (docs/performance.md, Import)."""
 
     resource_classes = [LeadExportResource]
     import_formats = [CSV, XLSX, XLS, TSV, ODS, JSON]

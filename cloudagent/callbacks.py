@@ -26,7 +26,7 @@ from cloudagent.errors import CallbackInvalid
 PROVIDER_TIME_ZONE = "Asia/Kolkata"
 SUCCESS, FAIL = "Success", "Fail"
 _STATUS_WORDS = {"success": SUCCESS, "fail": FAIL, "failed": FAIL, "failure": FAIL}
-_TRANSACTION_ID = re.compile(r"[0-9A-Za-z_-]{1,40}")  # contract.md: 24-25 digits; the column holds 40
+_TRANSACTION_ID = re.compile(r"[0-9A-Za-z_-]{1,40}")  # docs/cloudagent-contract.md: 24-25 digits; the column holds 40
 _COUNT = re.compile(r"\d{1,9}(?:\.0*)?")  # counts come as strings, sometimes "6.0"
 # The provider's own sample nests an unescaped JSON object in a string: {"data":"{"totalNoUploaded":"6",...}"}.
 _UNESCAPED_DATA_STRING = re.compile(r'\{\s*"data"\s*:\s*"(\{.*\})"\s*\}', re.DOTALL)

@@ -126,8 +126,8 @@ class CloudAgentClient:
         `build_rows`.
         """
         check_batch(column_map, rows)
-        # contract.md, Request: all fields in a form-encoded body (apiKey is not a header here), bulkData as a
-        # JSON string, booleans as the strings "true"/"false".
+        # docs/cloudagent-contract.md, Request: all fields in a form-encoded body (apiKey is not a header here),
+        # bulkData as a JSON string, booleans as the strings "true"/"false".
         form = {
             "apiKey": self._api_key,
             "userName": self.user_name,
@@ -171,8 +171,8 @@ class CloudAgentClient:
         body = _truncate(self._redact(response.text))
         answer = _json_object(response.content)
 
-        # CloudAgent's documented answers are all HTTP 200 (inferred, contract.md): recognise them by body
-        # whatever the status, so a CloudAgent that starts sending e.g. 400 with them is still understood.
+        # CloudAgent's documented answers are all HTTP 200 (inferred, docs/cloudagent-contract.md): recognise them by
+        # body whatever the status, so a CloudAgent that starts sending e.g. 400 with them is still understood.
         if answer is not None:
             provider_status = str(answer.get("status", "")).strip().lower()
             message = self._redact(str(answer.get("message", "")).strip())

@@ -116,7 +116,7 @@ def build_rows(column_map: Sequence[str], records: Iterable[tuple[object, Mappin
     (a column the record lacks -> ""), Priority as a JSON number (int; empty -> ""), dates/datetimes as
     YYYY-MM-DD, everything else as str (None -> "").
 
-    Local checks mirror the documented limits (contract.md, Limits), because CloudAgent would otherwise
+    Local checks mirror the documented limits (docs/cloudagent-contract.md, Limits), because CloudAgent would otherwise
     accept the batch and drop the row later, or fail the whole upload: PhoneNumber present and non-empty;
     Name only letters, digits, _, space and ( ) . + $ % - :; Priority a whole number 1-99; ExpiryDate, when
     given as text, YYYY-MM-DD (or YYYY-MM-DD HH:MM:SS); the row at most MAX_ROW_CHARS long (see
@@ -146,7 +146,7 @@ def build_rows(column_map: Sequence[str], records: Iterable[tuple[object, Mappin
 
 
 def row_length(column_map: Sequence[str], row: Sequence) -> int:
-    """The documented limit is "2000 characters per row including all headers" (contract.md, Limits).
+    """The documented limit is "2000 characters per row including all headers" (docs/cloudagent-contract.md, Limits).
 
     We read it as the sum, over the row's columns, of the header's length plus the length of the cell's text
     (`str(value)`, None as ""): what a person counts when they picture each cell with its header. JSON quotes,
@@ -182,7 +182,7 @@ def _cell(header: str, value: object) -> tuple[object, str | None]:
 
 def _priority(value: object) -> tuple[object, str | None]:
     """CloudAgent's documented example sends Priority as a JSON number; "supports only numeric value" is one
-    of its per-lead reasons (contract.md, Related provider facts)."""
+    of its per-lead reasons (docs/cloudagent-contract.md, Related provider facts)."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return "", None
     number: Decimal | None

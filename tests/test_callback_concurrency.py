@@ -1,6 +1,6 @@
 """Overlapping callbacks on real connections, one per thread: a provider retry, a duplicate, a Success racing a
 Fail, the push and the sweep racing for a waiting callback. On PostgreSQL these deadlocked before rows were
-locked transaction-first, then leads in primary-key order (perf-notes.md, Callback)."""
+locked transaction-first, then leads in primary-key order (docs/performance.md, Callback)."""
 
 import threading
 

@@ -544,7 +544,7 @@ def test_an_accepted_request_gives_its_transaction_id(emulator, client):
     assert seen["outcome"] == "accepted"
 
 
-# contract.md, Synchronous answers: every documented refusal, and the class it becomes.
+# docs/cloudagent-contract.md, Synchronous answers: every documented refusal, and the class it becomes.
 DOCUMENTED_REFUSALS = [
     ("apiKey missing or empty", {"api_key": ""}, {}, AuthenticationError, "apiKey should not be empty"),
     ("userName missing or empty", {"user_name": ""}, {}, AuthenticationError, "userName should not be empty"),

@@ -1,7 +1,7 @@
 """One dispatcher per CloudAgent account paces that account's sends.
 
 Why a dispatcher and not one job per batch: RQ's scheduler wakes once a second and ran jobs up to 840 ms early
-and 960 ms late (perf-notes.md), too coarse to hit a 12 s slot without either wasting budget or bursting. So
+and 960 ms late (docs/performance.md), too coarse to hit a 12 s slot without either wasting budget or bursting. So
 one RQ job per account waits in-process for the exact next slot (uploads/ratelimit.py) and sends. Its Redis
 lease makes it the only sender for the account; the pacer would keep the limit even if two ran. It sleeps only
 for the next slot (at most one interval) — a batch backed off for longer is left to RQ's scheduler — and it

@@ -3,7 +3,7 @@
 CloudAgent allows N requests per W seconds per account and does not say whether the window is fixed or sliding,
 so every window of W seconds must hold at most N requests. Fixed windows, GCRA with a burst and exact sliding logs
 all let too many through once arrivals jitter; sends spaced evenly at 1.02 x W/N with no burst did not
-(shared/perf-notes.md, "Push pacing"). So a slot is granted only when the last grant is at least one interval old,
+(docs/performance.md, "Push pacing"). So a slot is granted only when the last grant is at least one interval old,
 and, belt and braces, when the margin-widened window holds fewer than N grants.
 
 Each decision is one Lua script that reads the clock with Redis `TIME`: workers on several machines share one clock

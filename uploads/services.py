@@ -463,7 +463,7 @@ def _record_accepted(batch: UploadTransaction, result: AddBulkDataResult) -> Non
             Campaign.objects.filter(pk=batch.campaign_id).exclude(problem="").update(problem="")
     if recorded:
         batch.transaction_id = result.transaction_id
-        # CloudAgent can call back before its synchronous answer reaches us (contract.md, callback).
+        # CloudAgent can call back before its synchronous answer reaches us (docs/cloudagent-contract.md, callback).
         callback_events_apply_waiting(upload_transaction=batch)
 
 
@@ -741,7 +741,7 @@ def _success_doubt(upload_transaction: UploadTransaction, data: CallbackData, ur
 def _leads_settle(upload_transaction_id: int, outcomes: dict[tuple[str, str], list[int] | None]) -> None:
     """Set lead statuses, one set-based UPDATE per (status, reason), touching only leads still `sent`/`queued`
     so nothing moves backwards. The leads are locked in primary-key order first: two overlapping writers then
-    queue behind each other instead of deadlocking (perf-notes.md, Callback). None means every open lead."""
+    queue behind each other instead of deadlocking (docs/performance.md, Callback). None means every open lead."""
     open_leads = Lead.objects.filter(upload_transaction_id=upload_transaction_id, status__in=OPEN_LEAD_STATUSES)
     locked = set(open_leads.order_by("id").select_for_update().values_list("id", flat=True))
     now = timezone.now()

@@ -198,7 +198,7 @@ class _SqlLeads:
 
 class _PostgresLeads(_SqlLeads):
     """COPY into a TEMP table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING: ~8x faster than
-    row inserts into the indexed leads table (perf-notes.md, Import). Lookups bind the chunk's numbers as one
+    row inserts into the indexed leads table (docs/performance.md, Import). Lookups bind the chunk's numbers as one
     array: an IN list of 5,000 parameters costs more to build and bind than to run."""
 
     TEMP = "leadhub_import_rows"
