@@ -11,9 +11,6 @@ from django.utils import timezone
 DOMESTIC_BASE_URL = "https://in1-ccaas-api.ozonetel.com"
 INTERNATIONAL_BASE_URL = "https://api.ccaas.ozonetel.com"
 
-# The provider's standard headers, spelled exactly as CloudAgent expects them (docs/cloudagent-contract.md, Request).
-STANDARD_COLUMNS = ("PhoneNumber", "Name", "Priority", "ExpiryDate", "AgentId", "skill")
-
 
 def new_callback_secret() -> str:
     return secrets.token_urlsafe(32)
@@ -145,7 +142,8 @@ class LeadImport(models.Model):
 
 
 class LeadStatus(models.TextChoices):
-    """The lead life cycle, used everywhere: admin, CLI JSON, tests."""
+    """The lead life cycle, used everywhere: admin, CLI JSON, tests. Code names it Lead.Status; it is defined out
+    here only because the CHECK constraint in the model's Meta cannot see a class nested in the model."""
 
     NEW = "new", "new"
     QUEUED = "queued", "queued (in a batch waiting to be sent)"

@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import Lead
+from campaigns.models import CloudAgentAccount, Lead
 from cloudagent.callbacks import callback_body_parse
 from cloudagent.errors import CallbackInvalid
 from tests.fixtures.callbacks import SHAPES, callback_body, callback_data, callback_sample, lead_statuses
@@ -382,7 +382,6 @@ def test_a_callback_for_a_refused_request_is_ignored(post_callback, make_upload_
 def test_a_callback_on_one_accounts_url_cannot_touch_another_accounts_transaction(
     client, make_upload_transaction, account
 ):
-    from campaigns.models import CloudAgentAccount
 
     other = CloudAgentAccount.objects.create(name="Other", user_name="o", api_key="k")
     upload_transaction = make_upload_transaction(1)

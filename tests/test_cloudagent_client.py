@@ -6,6 +6,7 @@ from a proxy, a redirect, an echoed API key) come from a canned HTTP server in t
 
 import json
 import logging
+import pickle
 import re
 import shutil
 import socket
@@ -17,6 +18,7 @@ from decimal import Decimal
 from urllib.parse import parse_qs
 
 import pytest
+import requests
 
 import leadhub
 from cloudagent.client import ENDPOINT_PATH, AddBulkDataResult, CloudAgentClient
@@ -394,7 +396,6 @@ def test_the_request_carries_the_user_agent_and_a_form_body(canned, canned_clien
 
 
 def test_a_session_passed_in_is_used_and_left_open(canned):
-    import requests
 
     session = requests.Session()
     canned.answer(200, ACCEPTED)
@@ -431,7 +432,6 @@ def test_a_base_url_that_is_not_http_is_refused(base_url):
 
 
 def test_errors_survive_pickling_with_their_attributes():
-    import pickle
 
     error = TransientError("read timeout", status_code=None, body="b", ambiguous=True)
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
 from campaigns.normalize import PhoneError, clean_name, format_phone, normalize_phone
+from tests.fixtures.html import element_text
 from uploads.models import CallbackEvent, UploadTransaction
 
 pytestmark = pytest.mark.django_db
@@ -429,7 +430,7 @@ def test_the_admin_front_page_is_a_dashboard(admin_client, campaign, make_leads,
     assert dashboard["needs_attention"] == 1
     html = page.content.decode()
     assert "CloudAgent refused account" in html and "Invalid userName or apiKey" in html
-    assert 'id="dashboard-lead-failed" style="text-align: right">2<' in html
+    assert element_text(html, "dashboard-lead-failed") == "2"
     assert "Campaigns and leads" in html, "the app list is still there"
 
 

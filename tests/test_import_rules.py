@@ -3,6 +3,7 @@
 import csv
 from datetime import date, timedelta
 
+import openpyxl
 import pytest
 from django.utils import timezone
 
@@ -314,7 +315,6 @@ def test_every_format_reads_the_same(campaign, lead_file, import_media, name):
 
 
 def test_a_spreadsheet_starting_below_row_1_keeps_its_row_numbers(campaign, tmp_path, import_media):
-    import openpyxl
 
     workbook = openpyxl.Workbook()
     sheet = workbook.active

@@ -6,6 +6,9 @@ from django.utils import timezone
 
 
 class TransactionState(models.TextChoices):
+    """Code names it UploadTransaction.State; it is defined out here only because the CHECK constraint in the
+    model's Meta cannot see a class nested in the model."""
+
     PENDING = "pending", "pending (waiting for a send slot)"
     SENDING = "sending", "sending (a worker holds it)"
     QUEUED = "queued", "queued (CloudAgent gave a transactionId)"
