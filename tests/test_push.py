@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import django_rq
 import pytest
@@ -15,6 +16,7 @@ import redis
 from django.conf import settings
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 from rq import SimpleWorker
 
 from campaigns.models import Campaign, CloudAgentAccount, Lead
@@ -22,9 +24,9 @@ from tests.fixtures.core import LoopbackHTTPServer, QuietHandler
 from tests.fixtures.push import subprocess_env
 from uploads import dispatcher, queues, services
 from uploads.jobs import push_watchdog_job
-from uploads.models import CallbackEvent, UploadTransaction
+from uploads.models import CallbackEvent, PushRequest, PushRequestLead, UploadTransaction
 from uploads.ratelimit import account_pacer
-from uploads.services import leads_push, upload_transactions_repush
+from uploads.services import leads_push, leads_push_request, upload_transactions_repush
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -445,6 +447,27 @@ def test_the_campaign_progress_page_shows_leads_batches_and_budget(admin_client,
     assert progress["budget"].limit == 5
     assert page.context["refresh"] is True, "the page refreshes itself while batches wait"
     assert 'http-equiv="refresh"' in page.content.decode()
+
+
+def test_the_watchdog_enqueues_again_a_push_request_whose_job_was_lost(push_account, campaign, make_leads, settings):
+    settings.LEADHUB_PUSH_INLINE_LEADS = 10
+    settings.CLOUDAGENT_BATCH_SIZE = 10
+    make_leads(25)
+    summary = leads_push_request(leads=Lead.objects.filter(campaign=campaign))
+    assert summary.background
+    default = django_rq.get_queue("default")
+    default.empty()  # Redis lost the job
+    assert push_watchdog_job()["push_requests_recovered"] == 0, "a fresh request's job may still be on its way"
+
+    PushRequest.objects.update(created_at=timezone.now() - timedelta(minutes=10))
+    assert push_watchdog_job()["push_requests_recovered"] == 1
+    assert [job.func_name for job in default.jobs] == ["uploads.jobs.leads_push_job"]
+    SimpleWorker([default], connection=default.connection).work(burst=True)
+
+    assert Lead.objects.filter(status=Lead.Status.QUEUED).count() == 25
+    push_request = PushRequest.objects.get()
+    assert push_request.state == PushRequest.State.DONE and push_request.summary["leads"] == 25
+    assert not PushRequestLead.objects.exists(), "the batches are the record once cut"
 
 
 def test_a_push_too_big_for_the_request_is_batched_by_a_job(admin_client, push_account, campaign, make_leads, settings):

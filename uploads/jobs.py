@@ -18,16 +18,18 @@ def account_dispatch_job(account_id: int) -> dict:
 
 
 def push_watchdog_job() -> dict:
-    """Runs every LEADHUB_WATCHDOG_SECONDS while any batch is unfinished or awaits its callback, rescheduling
-    itself: restarts dispatch for orphaned batches and sweeps callbacks that are waiting or half-applied."""
+    """Runs every LEADHUB_WATCHDOG_SECONDS while any batch or push request is unfinished or awaits its callback,
+    rescheduling itself: enqueues again lost push requests, restarts dispatch for orphaned batches and sweeps
+    callbacks that are waiting or half-applied."""
     queues.clear_watchdog_marker()
     try:
+        requests_recovered = services.push_requests_recover()
         started = dispatcher.push_watchdog()
         swept = callbacks.callback_events_sweep()
     finally:  # whatever broke this run, the next one stays scheduled
         if selectors.unfinished_batches_exist():
             queues.watchdog_ensure()
-    return {"dispatchers_started": started, "callbacks": swept}
+    return {"push_requests_recovered": requests_recovered, "dispatchers_started": started, "callbacks": swept}
 
 
 def failed_file_fetch_job(upload_transaction_id: int) -> str:

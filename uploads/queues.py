@@ -39,9 +39,12 @@ def lease_held(account_id: int) -> bool:
     return bool(_redis().exists(dispatch_lease_key(account_id)))
 
 
+LEADS_PUSH_JOB_TIMEOUT = 3 * 3600
+
+
 def leads_push_enqueue(*, push_request_id: int) -> None:
     """Batching a big selection may take minutes: the job reads the PushRequest row, never a pickled query."""
-    django_rq.get_queue(DEFAULT_QUEUE).enqueue(LEADS_PUSH_JOB, push_request_id, job_timeout=3 * 3600)
+    django_rq.get_queue(DEFAULT_QUEUE).enqueue(LEADS_PUSH_JOB, push_request_id, job_timeout=LEADS_PUSH_JOB_TIMEOUT)
 
 
 def account_dispatch_ensure(*, account_id: int, delay: float = 0.0) -> None:

@@ -3,14 +3,14 @@
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
-from uploads.models import UploadTransaction
-from uploads.queues import lease_held
+from uploads.models import PushRequest, UploadTransaction
+from uploads.queues import LEADS_PUSH_JOB_TIMEOUT, lease_held
 from uploads.ratelimit import account_pacer
 
 # Batches to send, and batches sent that await their callback.
@@ -18,7 +18,25 @@ UNFINISHED_STATES = (UploadTransaction.State.PENDING, UploadTransaction.State.SE
 
 
 def unfinished_batches_exist() -> bool:
-    return UploadTransaction.objects.filter(state__in=UNFINISHED_STATES).exists()
+    """Batches to send or awaiting their callback, or a push request still to be cut into batches."""
+    return (
+        UploadTransaction.objects.filter(state__in=UNFINISHED_STATES).exists()
+        or PushRequest.objects.exclude(state=PushRequest.State.DONE).exists()
+    )
+
+
+def push_requests_stalled(*, pending_for: timedelta = timedelta(minutes=5)) -> list[int]:
+    """Push requests whose job seems lost: pending for `pending_for`, or running past the job's timeout."""
+    now = timezone.now()
+    return list(
+        PushRequest.objects.filter(
+            Q(state=PushRequest.State.PENDING, created_at__lt=now - pending_for)
+            | Q(
+                state=PushRequest.State.RUNNING,
+                started_at__lt=now - timedelta(seconds=LEADS_PUSH_JOB_TIMEOUT),
+            )
+        ).values_list("pk", flat=True)
+    )
 
 
 def accounts_with_batches_to_send() -> list[int]:

@@ -52,7 +52,7 @@ from cloudagent.errors import (
 )
 from cloudagent.failed_files import FailedFileRows, failed_file_read
 from cloudagent.rules import build_rows
-from uploads import queues
+from uploads import queues, selectors
 from uploads.models import CallbackEvent, PushRequest, PushRequestLead, UploadTransaction
 from uploads.ratelimit import SlotPacer
 from uploads.selectors import push_eta_seconds, upload_transactions_overdue
@@ -180,6 +180,7 @@ def leads_push_request(
     summary.eta_seconds = _latest_eta(set(account_ids), more_batches=summary.batches)
     push_request = _push_request_create(leads=pushable, user=user, statuses=statuses, check_duplicate=check_duplicate)
     transaction.on_commit(lambda: queues.leads_push_enqueue(push_request_id=push_request.pk))
+    transaction.on_commit(queues.watchdog_ensure)  # re-enqueues the request should its job be lost
     return summary
 
 
@@ -204,7 +205,7 @@ def push_request_run(*, push_request_id: int) -> PushSummary | None:
     selection rows go once the batches are cut: the batches are the record from then on."""
     now = timezone.now()
     claimed = PushRequest.objects.filter(pk=push_request_id, state=PushRequest.State.PENDING).update(
-        state=PushRequest.State.RUNNING
+        state=PushRequest.State.RUNNING, started_at=now
     )
     if not claimed:
         return None
@@ -222,6 +223,18 @@ def push_request_run(*, push_request_id: int) -> PushSummary | None:
         )
         PushRequestLead.objects.filter(push_request_id=push_request_id).delete()
     return summary
+
+
+def push_requests_recover() -> int:
+    """Enqueue again the push requests whose job was lost: still pending a while after they were written (Redis
+    down at commit, or emptied), or running past the job's timeout (a worker killed mid-way). Batching again is
+    safe: leads already cut into batches are no longer in the request's statuses."""
+    stalled = selectors.push_requests_stalled()
+    for push_request_id in stalled:
+        reset = PushRequest.objects.filter(pk=push_request_id).exclude(state=PushRequest.State.DONE)
+        if reset.update(state=PushRequest.State.PENDING, started_at=None):
+            transaction.on_commit(lambda pk=push_request_id: queues.leads_push_enqueue(push_request_id=pk))
+    return len(stalled)
 
 
 def _not_pushable(leads, statuses) -> dict[str, int]:
