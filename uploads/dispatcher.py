@@ -101,7 +101,7 @@ def account_dispatch(*, account_id: int, max_seconds: float | None = None) -> Di
             return report
         # A push that committed while we were finishing saw our lease and left its batches to us: look again
         # now that the lease is free, so no batch is stranded between two dispatchers.
-        wait = services.next_retry_in(account_id=account_id)
+        wait = selectors.next_retry_in(account_id=account_id)
         if wait is None:
             return report
         if wait > IN_PROCESS_WAIT_LIMIT or time.monotonic() >= deadline:
@@ -127,7 +127,7 @@ def _dispatch_while_work(account_id: int, lease: _Lease, deadline: float, report
         while time.monotonic() < deadline and not lease.lost.is_set():
             batch = services.upload_transaction_claim_next(account_id=account_id, last_served=last_served)
             if batch is None:
-                wait = services.next_retry_in(account_id=account_id)
+                wait = selectors.next_retry_in(account_id=account_id)
                 if wait is None or wait > IN_PROCESS_WAIT_LIMIT:
                     return
                 time.sleep(max(wait, 0.05))

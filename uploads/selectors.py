@@ -3,7 +3,7 @@
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -46,6 +46,28 @@ def accounts_with_batches_to_send() -> list[int]:
         .order_by()
         .values_list("campaign__account_id", flat=True)
         .distinct()
+    )
+
+
+def next_retry_in(*, account_id: int) -> float | None:
+    """Seconds until the earliest backed-off batch may go (0 if one is ready), None when nothing waits."""
+    first = list(
+        upload_transactions_sendable(account_id=account_id)
+        .order_by(F("not_before").asc(nulls_first=True))
+        .values_list("not_before", flat=True)[:1]
+    )
+    if not first:
+        return None
+    return 0.0 if first[0] is None else max(0.0, (first[0] - timezone.now()).total_seconds())
+
+
+def upload_transactions_sendable(*, account_id: int):
+    """Pending batches the dispatcher may send: an inactive account or campaign keeps its batches waiting."""
+    return UploadTransaction.objects.filter(
+        campaign__account_id=account_id,
+        campaign__account__is_active=True,
+        campaign__is_active=True,
+        state=UploadTransaction.State.PENDING,
     )
 
 

@@ -366,7 +366,9 @@ def upload_transaction_claim_next(*, account_id: int, last_served: dict[int, flo
     """Take the next batch to send: campaigns sharing the account take turns (the one served longest ago goes
     first), so one big push cannot starve another campaign; within a campaign, oldest batch first."""
     now = timezone.now()
-    ready = _sendable(account_id).filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+    ready = selectors.upload_transactions_sendable(account_id=account_id).filter(
+        Q(not_before__isnull=True) | Q(not_before__lte=now)
+    )
     campaign_ids = list(ready.order_by().values_list("campaign_id", flat=True).distinct())
     for campaign_id in sorted(campaign_ids, key=lambda cid: (last_served.get(cid, float("-inf")), cid)):
         for batch_id in ready.filter(campaign_id=campaign_id).order_by("pk").values_list("pk", flat=True)[:5]:
@@ -376,26 +378,6 @@ def upload_transaction_claim_next(*, account_id: int, last_served: dict[int, flo
             if claimed:
                 return UploadTransaction.objects.select_related("campaign__account").get(pk=batch_id)
     return None
-
-
-def next_retry_in(*, account_id: int) -> float | None:
-    """Seconds until the earliest backed-off batch may go (0 if one is ready), None when nothing waits."""
-    first = list(
-        _sendable(account_id).order_by(F("not_before").asc(nulls_first=True)).values_list("not_before", flat=True)[:1]
-    )
-    if not first:
-        return None
-    return 0.0 if first[0] is None else max(0.0, (first[0] - timezone.now()).total_seconds())
-
-
-def _sendable(account_id: int):
-    """Pending batches the dispatcher may send: an inactive account or campaign keeps its batches waiting."""
-    return UploadTransaction.objects.filter(
-        campaign__account_id=account_id,
-        campaign__account__is_active=True,
-        campaign__is_active=True,
-        state=UploadTransaction.State.PENDING,
-    )
 
 
 def upload_transaction_send(*, batch: UploadTransaction, client: CloudAgentClient, pacer: SlotPacer) -> str:
