@@ -11,6 +11,7 @@ from django.utils import timezone
 from rq.registry import ScheduledJobRegistry
 
 from campaigns.models import Lead
+from cloudagent.client import USER_AGENT
 from cloudagent.failed_files import failed_file_read
 from tests.fixtures.callbacks import callback_body, callback_data, lead_statuses
 from uploads import queues, services
@@ -59,6 +60,14 @@ def xlsx(rows: list[list]) -> bytes:
     out = io.BytesIO()
     workbook.save(out)
     return out.getvalue()
+
+
+def test_the_failed_file_is_fetched_as_the_api_client_with_its_user_agent(completed, file_server):
+    upload_transaction = completed(file_server.serve("/f.csv", b"PhoneNumber,Reason\n"))
+
+    failed_file_fetch(upload_transaction=upload_transaction)
+
+    assert file_server.user_agents == [USER_AGENT]
 
 
 def closed_port_url() -> str:
