@@ -202,7 +202,7 @@ def account_pacer(account_id: int, redis_conn: redis.Redis | None = None) -> Slo
         # without them (bench/bench_pacer.py).
         import django_rq
 
-        redis_conn = django_rq.get_connection("default")
+        redis_conn = django_rq.get_connection()
     window = settings.CLOUDAGENT_WINDOW_SECONDS
     return SlotPacer(
         redis_conn,
