@@ -64,7 +64,7 @@ class AddBulkDataResult:
 
 class CloudAgentClient:
     """One per account: CloudAgent's rate limit (5 requests a minute) applies per account, and pacing is the
-    caller's job (uploads/ratelimit.py); the client sends exactly one request per call and never retries."""
+    caller's job (leadhub paces in uploads/ratelimit.py); the client sends one request per call, never retrying."""
 
     def __init__(
         self,
