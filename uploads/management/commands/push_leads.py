@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from calls.services import leads_redial
 from campaigns.models import Lead
 from campaigns.selectors import CampaignLookupError, campaign_get_by_name
-from uploads.services import campaign_push_new
+from uploads.services import campaign_push_new, push_summary_messages
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -63,13 +63,6 @@ class Command(BaseCommand):
         if opts["json"]:
             fields = ("leads", "batches", "eta_seconds", "invalid", "background")
             self.stdout.write(json.dumps({name: summary.as_dict()[name] for name in fields}))
-        elif summary.background:
-            self.stdout.write(
-                f"Batching {summary.leads} lead(s) in the background into about {summary.batches} batch(es); "
-                f"last batch due in about {summary.eta_seconds:.0f} s."
-            )
         else:
-            self.stdout.write(
-                f"Queued {summary.leads} lead(s) in {summary.batches} batch(es); "
-                f"last batch due in about {summary.eta_seconds:.0f} s; {summary.invalid} refused by our checks."
-            )
+            for _level, text in push_summary_messages(summary):
+                self.stdout.write(text)
