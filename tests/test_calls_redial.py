@@ -16,8 +16,8 @@ from calls.services import leads_redial
 from campaigns.models import Lead
 from tests.fixtures.calls import call_summary, call_summary_body
 from uploads import dispatcher
-from uploads.models import UploadTransaction
-from uploads.services import leads_push
+from uploads.models import PushRequest, UploadTransaction
+from uploads.services import leads_push, push_request_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -133,3 +133,19 @@ def test_dial_again_on_every_lead_the_filtered_list_holds(admin_client, campaign
     shown = [str(message) for message in done.context["messages"]]
     # leads 0 and 3 (any age: no "older than"); lead 4 ended NoResponse too but is queued again
     assert any(message.startswith("Dialling again: 2 lead(s)") for message in shown), shown
+
+
+def test_a_redial_too_big_for_the_request_keeps_its_reason_through_the_background_push(
+    campaign, dialled, push_settings
+):
+    push_settings.LEADHUB_PUSH_INLINE_LEADS = 1
+    summary = leads_redial(leads=Lead.objects.filter(campaign=campaign), outcomes=["not_answered"])
+    assert (summary.background, summary.leads) == (True, 3)  # leads 0, 1 and 3; lead 4 is queued
+    push_request = PushRequest.objects.get()
+    assert push_request.redial == "redial: not_answered"
+
+    push_request_run(push_request_id=push_request.pk)
+
+    batch = UploadTransaction.objects.order_by("-pk").first()
+    assert batch.options["redial"] == "redial: not_answered"
+    assert (batch.options["checkDuplicate"], batch.options["isDelete"], batch.row_count) == (False, False, 3)
