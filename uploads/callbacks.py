@@ -93,8 +93,10 @@ REASON_HEADERS = (
     "status",
 )
 HEADER_SCAN_ROWS = 10  # a spreadsheet may open with a title row or two before the headers
-# contract.md, related facts: CloudAgent's duplicate reason is "Number Already Exist".
-ALREADY_HELD = re.compile(r"already\s+exist", re.IGNORECASE)
+# CloudAgent's reason texts for a number it holds are not documented and differ between its APIs: the older
+# ones say "Number Already Exist", V4 "Duplicate PhoneNumber". On a re-sent batch any such wording means an
+# earlier attempt got through.
+ALREADY_HELD = re.compile(r"duplicate|already\s*(?:exist|present|there|uploaded|added|in)", re.IGNORECASE)
 ALREADY_HELD_REASON = "CloudAgent already held it: an earlier attempt of this batch got through"
 GENERIC_FAILED_REASON = "CloudAgent did not add this number (its failed file gives no reason)"
 UNCONFIRMED_REASON = "CloudAgent did not process every row of this batch and did not say which"
@@ -743,14 +745,19 @@ def _failed_file_apply(upload_transaction: UploadTransaction, found: FailedFileR
         resent = _resent_because_unsure(upload_transaction)
         for phone, lead_id in leads.items():
             if phone in reasons and resent and ALREADY_HELD.search(reasons[phone]):
-                outcomes[(Lead.Status.UPLOADED, ALREADY_HELD_REASON)].append(lead_id)
+                held_reason = f"{ALREADY_HELD_REASON} (its failed file said: {reasons[phone]})"
+                outcomes[(Lead.Status.UPLOADED, held_reason)].append(lead_id)
             elif phone in reasons:
                 outcomes[(Lead.Status.FAILED, reasons[phone])].append(lead_id)
             else:
                 outcomes[(Lead.Status.UPLOADED, "")].append(lead_id)
         _leads_settle(upload_transaction.pk, outcomes)
         failed = sum(len(ids) for (status, _), ids in outcomes.items() if status == Lead.Status.FAILED)
-        held = len(outcomes.get((Lead.Status.UPLOADED, ALREADY_HELD_REASON), ()))
+        held = sum(
+            len(ids)
+            for (status, reason), ids in outcomes.items()
+            if status == Lead.Status.UPLOADED and reason.startswith(ALREADY_HELD_REASON)
+        )
         strangers = len(reasons) - failed - held + unreadable
         notes = []
         if strangers:

@@ -3,7 +3,7 @@
 from django.contrib.auth import get_user_model
 
 from campaigns.models import Lead
-from uploads import callbacks, dispatcher, services
+from uploads import callbacks, services
 from uploads.models import UploadTransaction
 
 
@@ -14,25 +14,6 @@ def leads_push_job(query, user_id: int | None, statuses: list[str], check_duplic
     user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
     summary = services.leads_push(leads=leads, user=user, statuses=statuses, check_duplicate=check_duplicate)
     return summary.as_dict()
-
-
-def account_dispatch_job(account_id: int) -> dict:
-    dispatcher.clear_queued_marker(account_id)
-    report = dispatcher.account_dispatch(account_id=account_id)
-    return {"outcomes": report.outcomes, "recovered": report.recovered, "busy": report.busy}
-
-
-def push_watchdog_job() -> dict:
-    """Runs every LEADHUB_WATCHDOG_SECONDS while any batch is unfinished or awaits its callback, rescheduling
-    itself: restarts dispatch for orphaned batches and sweeps callbacks that are waiting or half-applied."""
-    dispatcher.clear_watchdog_marker()
-    try:
-        started = dispatcher.push_watchdog()
-        swept = callbacks.callback_events_sweep()
-    finally:  # whatever broke this run, the next one stays scheduled
-        if dispatcher.unfinished_batches_exist():
-            dispatcher.watchdog_ensure()
-    return {"dispatchers_started": started, "callbacks": swept}
 
 
 def failed_file_fetch_job(upload_transaction_id: int) -> str:

@@ -3,7 +3,9 @@
 The life of a batch (contract.md has the provider's side):
   leads_push           new leads -> batches of <= CLOUDAGENT_BATCH_SIZE: transaction `pending`, leads `queued`
   ..._claim_next       the account's dispatcher takes the fairest ready batch: `pending` -> `sending`
-  ..._send             one HTTP request, with no database transaction open across it, then one outcome:
+  ..._prepare          its rows are built ahead of its slot (a batch left empty ends `error`)
+  ..._send             in the account's slot, one HTTP request, with no database transaction open across it,
+                       then one outcome:
                        accepted -> `queued` + leads `sent`; rate-limited / transient -> back to `pending`;
                        refused -> `error` + leads `failed`.
   ..._recover_stale    a batch left `sending` by a killed worker goes back to `pending`, re-sent with
@@ -13,13 +15,14 @@ Every state change checks the current state in the same UPDATE, so two workers c
 
 import logging
 import random
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import django_rq
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -29,7 +32,7 @@ from campaigns.normalize import clean_name, format_phone
 from uploads import cloudagent
 from uploads.callbacks import callback_events_apply_waiting, upload_transactions_overdue
 from uploads.models import UploadTransaction
-from uploads.ratelimit import SlotPacer, account_pacer
+from uploads.ratelimit import SlotPacer, SlotTimeout, account_pacer
 
 logger = logging.getLogger("leadhub.push")
 
@@ -39,6 +42,8 @@ Status = Lead.Status
 # Leads an operator may push: new ones, and ones CloudAgent or our checks refused, once fixed.
 PUSHABLE_STATUSES = (Status.NEW, Status.FAILED, Status.INVALID, Status.UNCONFIRMED)
 CHUNK = 5000
+# Pauses between tries to record a send's outcome through a database outage: about a minute and a half in all.
+OUTCOME_WRITE_DELAYS = (0.5, 1, 2, 4, 8, 15, 30, 30)
 
 
 def callback_url_for(account: CloudAgentAccount) -> str:
@@ -141,21 +146,14 @@ def leads_push(*, leads, user=None, statuses: Iterable[str] = PUSHABLE_STATUSES,
             summary=summary,
         )
         accounts.add(campaign.account_id)
+    # No job is enqueued: every dispatch process finds new batches in the database within a poll
+    # (LEADHUB_DISPATCH_POLL_SECONDS), so a push survives a Redis loss (uploads/dispatch/).
     summary.eta_seconds = _latest_eta(accounts)
-    for account_id in accounts:
-        transaction.on_commit(lambda account_id=account_id: _dispatch_soon(account_id))
     return summary
 
 
 def campaign_push_new(*, campaign: Campaign, user=None) -> PushSummary:
     return leads_push_request(leads=Lead.objects.filter(campaign=campaign), user=user, statuses=[Status.NEW])
-
-
-def _dispatch_soon(account_id: int) -> None:
-    from uploads.dispatcher import account_dispatch_ensure, watchdog_ensure
-
-    account_dispatch_ensure(account_id=account_id)
-    watchdog_ensure()
 
 
 def _campaign_batches(*, campaign, leads, statuses, user, check_duplicate, summary) -> None:
@@ -293,12 +291,20 @@ def _sendable(account_id: int):
     )
 
 
-def upload_transaction_send(*, batch: UploadTransaction, client: cloudagent.CloudAgentClient, pacer: SlotPacer) -> str:
-    """Send one claimed batch and record what became of it; returns the outcome's name.
+@dataclass
+class PreparedBatch:
+    """A claimed batch with its rows built and its request fields fixed: what is left is the slot and the call."""
 
-    No database transaction is open across the HTTP call: the claim was committed before, the outcome is
-    written after. The pacer slot is taken right before the request, so what we count is what CloudAgent sees.
-    """
+    batch: UploadTransaction
+    rows: list
+    options: dict
+    callback_url: str
+
+
+def upload_transaction_prepare(*, batch: UploadTransaction) -> PreparedBatch | None:
+    """Build the claimed batch's rows ahead of its slot (the database work a send needs, done before the slot so
+    it does not eat into the pace). Leads our checks now refuse leave the batch; a batch left empty ends here
+    and None comes back."""
     campaign = batch.campaign
     leads = list(Lead.objects.filter(upload_transaction=batch, status=Status.QUEUED).order_by("pk"))
     built = cloudagent.build_rows(campaign.column_map, ((lead.pk, lead_values(lead, campaign)) for lead in leads))
@@ -307,48 +313,105 @@ def upload_transaction_send(*, batch: UploadTransaction, client: cloudagent.Clou
         _finish_error(
             batch, "nothing left to send: every lead was refused by our own checks", lead_status=None, attempted=False
         )
-        return "empty"
-
+        return None
     # An attempt whose outcome was unknown may have reached CloudAgent: every re-send skips its duplicates.
     options = {**batch.options, "checkDuplicate": bool(batch.options.get("checkDuplicate") or batch.ambiguous_attempts)}
     callback_url = callback_url_for(campaign.account)
     sent_options = {**options, "callBackUrl": callback_url, "rows": len(built.rows)}
     UploadTransaction.objects.filter(pk=batch.pk).update(options=sent_options, row_count=len(built.rows))
-    pacer.acquire()
+    return PreparedBatch(batch=batch, rows=built.rows, options=options, callback_url=callback_url)
+
+
+def upload_transaction_unclaim(*, batch: UploadTransaction) -> bool:
+    """Give back a claimed batch that was never sent (its dispatcher lost the account or is stopping): it goes
+    back to `pending` as it was, with no ambiguity, since no request left for it."""
+    return bool(
+        _as_claimed(batch)
+        .filter(state=State.SENDING)
+        .update(state=State.PENDING, claimed_at=None, updated_at=timezone.now())
+    )
+
+
+def account_recent_attempts(*, account_id: int, seconds: float) -> list[float]:
+    """Unix times (the pacer's clock) of the account's requests within the last `seconds`, newest per batch:
+    what seeds the pacer when Redis has forgotten it."""
+    since = timezone.now() - timedelta(seconds=seconds)
+    moments = UploadTransaction.objects.filter(campaign__account_id=account_id, last_attempt_at__gt=since)
+    return sorted(moment.timestamp() for moment in moments.values_list("last_attempt_at", flat=True))
+
+
+def upload_transaction_send(*, prepared: PreparedBatch, client: cloudagent.CloudAgentClient, pacer: SlotPacer) -> str:
+    """Send one prepared batch in the account's next slot and record what became of it; returns the outcome.
+
+    Raises SlotTimeout (with the seconds to wait) when the slot has not come yet: the batch stays claimed.
+    No database transaction is open across the HTTP call. The slot is taken right before the request, so what
+    we count is what CloudAgent sees, and its time is written first: the pacer can be seeded with it."""
+    batch, options = prepared.batch, prepared.options
+    campaign = batch.campaign
+    account_id = campaign.account_id
+    wait, granted_at = pacer.take(
+        history=lambda: account_recent_attempts(account_id=account_id, seconds=pacer.window_seconds * 2)
+    )
+    if wait > 0:
+        raise SlotTimeout(f"pacer {pacer.key}: next slot in {wait:.3f} s", wait=wait)
+    UploadTransaction.objects.filter(pk=batch.pk).update(last_attempt_at=datetime.fromtimestamp(granted_at, tz=UTC))
     try:
         result = client.add_bulk_data(
             campaign_name=campaign.name,
             column_map=campaign.column_map,
-            rows=built.rows,
+            rows=prepared.rows,
             check_duplicate=options["checkDuplicate"],
             is_delete=options.get("isDelete", False),
             start=options.get("start", False),
-            callback_url=callback_url,
+            callback_url=prepared.callback_url,
         )
-    except cloudagent.RateLimitedError as exc:
+    except cloudagent.CloudAgentError as exc:
+        error = exc
+    else:
+        return _outcome_write(lambda: _record_accepted(batch, result))
+    if isinstance(error, cloudagent.RateLimitedError):
         # CloudAgent counts differently from us: skip the next slot, and a whole window if it keeps saying so.
         pacer.push_back(min(pacer.window_seconds, pacer.interval * 2 ** (batch.rate_limited + 1)))
+    return _outcome_write(lambda: _record_refusal(batch, error))
+
+
+def _record_refusal(batch: UploadTransaction, exc: cloudagent.CloudAgentError) -> str:
+    if isinstance(exc, cloudagent.RateLimitedError):
         return _retry(batch, exc, rate_limited=True)
-    except cloudagent.TransientError as exc:
+    if isinstance(exc, cloudagent.TransientError):
         return _retry(batch, exc)
-    except cloudagent.AuthenticationError as exc:
+    campaign = batch.campaign
+    if isinstance(exc, cloudagent.AuthenticationError):
         _flag_problem(CloudAgentAccount.objects.filter(pk=campaign.account_id), exc.message)
         _fail_waiting(UploadTransaction.objects.filter(campaign__account_id=campaign.account_id), exc.message)
         _finish_error(batch, exc.message)
         return "account_refused"
-    except cloudagent.CampaignError as exc:
+    if isinstance(exc, cloudagent.CampaignError):
         _flag_problem(Campaign.objects.filter(pk=campaign.pk), exc.message)
         _fail_waiting(UploadTransaction.objects.filter(campaign=campaign), exc.message)
-        _finish_error(batch, exc.message)
-        return "refused"
-    except cloudagent.CloudAgentError as exc:
-        _finish_error(batch, exc.message, ambiguous=exc.ambiguous)
-        return "refused"
-    _record_accepted(batch, result)
-    return "queued"
+    _finish_error(batch, exc.message, ambiguous=exc.ambiguous)
+    return "refused"
 
 
-def _record_accepted(batch: UploadTransaction, result: cloudagent.AddBulkDataResult) -> None:
+def _outcome_write(write: Callable[[], str]) -> str:
+    """Write a send's outcome, retrying through a database blip: CloudAgent's answer exists only in this
+    process, and an accepted batch whose answer is lost would be re-sent as ambiguous. Each try is its own
+    short transaction on a fresh connection; after OUTCOME_WRITE_DELAYS the batch stays `sending` and is
+    recovered as ambiguous (re-sent with checkDuplicate=true) once its lease lapses."""
+    for delay in (*OUTCOME_WRITE_DELAYS, None):
+        try:
+            return write()
+        except (OperationalError, InterfaceError):
+            if delay is None:
+                raise
+            logger.warning("could not record a send's outcome; retrying in %.1f s", delay, exc_info=True)
+            close_old_connections()
+            connection.close()
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _record_accepted(batch: UploadTransaction, result: cloudagent.AddBulkDataResult) -> str:
     now = timezone.now()
     with transaction.atomic():
         # A batch recovered to `pending` meanwhile (its lease lapsed) was still accepted: record it.
@@ -371,6 +434,7 @@ def _record_accepted(batch: UploadTransaction, result: cloudagent.AddBulkDataRes
         batch.transaction_id = result.transaction_id
         # CloudAgent can call back before its synchronous answer reaches us (contract.md, callback).
         callback_events_apply_waiting(upload_transaction=batch)
+    return "queued"
 
 
 def _retry(batch: UploadTransaction, exc: cloudagent.CloudAgentError, *, rate_limited: bool = False) -> str:

@@ -1,0 +1,321 @@
+"""The dispatch loop: one per process, serving every account it holds a lease on.
+
+The loop thread only keeps time: a heap of (when, account) entries, each account's next step. A step runs on a
+small thread pool and does at most one thing for its account — claim and prepare the next batch a little before
+its slot (PREPARE_AHEAD_SECONDS: the database work must not eat into the pace), or, at the slot, send it — and
+returns when the account needs the next step. No thread ever waits for an account's slot, so accounts cost a
+heap entry and a little state each, and one process serves hundreds (README, "Push and dispatch").
+
+Every LEADHUB_DISPATCH_POLL_SECONDS the loop renews its leases in one UPDATE, writes its heartbeat, and takes
+unowned accounts with batches up to its share (accounts with batches / live processes). Every
+LEADHUB_WATCHDOG_SECONDS (and at start) it resumes other unfinished work from the database (recovery.py).
+A database or Redis outage is waited out with back-off: the step is retried, the process never exits.
+"""
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+
+from uploads import cloudagent, services
+from uploads.dispatch import leases, recovery
+from uploads.ratelimit import SlotPacer, SlotTimeout, account_pacer
+
+logger = logging.getLogger("leadhub.dispatch")
+
+# Claim and build a batch this long before its slot; a step that takes longer still sends at the slot.
+PREPARE_AHEAD_SECONDS = 0.5
+# Waits between retries of a step that failed on an outage (database or Redis), the last one repeating.
+OUTAGE_BACKOFF = (0.5, 1, 2, 4, 8, 15)
+OUTAGES = (DatabaseError, redis.RedisError)
+
+
+@dataclass
+class DispatchReport:
+    """What a loop did, for `run_dispatcher --until-idle` and the tests."""
+
+    outcomes: Counter = field(default_factory=Counter)
+    recovered: int = 0
+    sweeps: int = 0
+
+
+@dataclass
+class _Account:
+    account_id: int
+    held_until: float  # monotonic: past it, a lease we could not renew may have been taken over
+    pacer: SlotPacer
+    last_served: dict[int, float] = field(default_factory=dict)
+    prepared: services.PreparedBatch | None = None
+    failures: int = 0
+    releasing: bool = False
+
+
+class DispatchLoop:
+    def __init__(
+        self,
+        *,
+        threads: int | None = None,
+        until_idle: bool = False,
+        account_ids: set[int] | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.name = name or leases.dispatch_node_name()
+        self.threads = threads or settings.LEADHUB_DISPATCH_THREADS
+        self.until_idle = until_idle
+        self.only = account_ids  # serve only these (a foreground drain of some accounts)
+        self.report = DispatchReport()
+        self.stopping = threading.Event()
+        self._wake = threading.Event()
+        self._heap: list[tuple[float, int, int]] = []
+        self._order = itertools.count()
+        self._accounts: dict[int, _Account] = {}
+        self._running: dict[int, Future] = {}
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="dispatch")
+        self._sweeper = ThreadPoolExecutor(1, thread_name_prefix="recovery")
+        self._sweep: Future | None = None
+        self._problem = ""
+        self._poll_failures = 0
+        # One client for every pacer: thread-safe, it reconnects by itself after an outage; the timeouts keep a
+        # hung Redis from holding a send thread.
+        self._redis = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=10)
+
+    # --- the loop thread ----------------------------------------------------------------------------------
+
+    def run(self) -> DispatchReport:
+        logger.info("dispatcher %s: %d send threads", self.name, self.threads)
+        next_poll = next_sweep = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                now = time.monotonic()
+                if now >= next_sweep and (self._sweep is None or self._sweep.done()):
+                    self._sweep = self._sweeper.submit(self._recover)
+                    next_sweep = now + settings.LEADHUB_WATCHDOG_SECONDS
+                if now >= next_poll:
+                    next_poll = now + self._poll()
+                    if self.until_idle and self._idle():
+                        break
+                self._collect()
+                self._start_due_steps()
+                due = self._heap[0][0] if self._heap else next_poll
+                self._wake.wait(max(0.0, min(due, next_poll) - time.monotonic()))
+                self._wake.clear()
+        finally:
+            self._shutdown()
+        return self.report
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._wake.set()
+
+    def _idle(self) -> bool:
+        sweeping = self._sweep is not None and not self._sweep.done()
+        return not self._accounts and not self._running and not sweeping
+
+    def _poll(self) -> float:
+        """Heartbeat, renew, share, take: the loop's bookkeeping, all in the database. Returns the seconds
+        until the next poll: longer after failures, so an outage is not hammered."""
+        try:
+            close_old_connections()
+            self._renew()
+            wanted = [a for a in leases.accounts_with_batches() if self.only is None or a in self.only]
+            share = leases.dispatch_share(accounts=len(wanted), nodes=leases.dispatch_nodes_live())
+            if self.until_idle:
+                share = len(wanted)
+            self._take(wanted, share)
+            self._give_back_over_share(share)
+            leases.dispatch_node_heartbeat(name=self.name, accounts=len(self._accounts), problem=self._problem)
+            self._poll_failures = 0
+        except OUTAGES as exc:
+            self._problem = _outage(exc)
+            delay = OUTAGE_BACKOFF[min(self._poll_failures, len(OUTAGE_BACKOFF) - 1)]
+            self._poll_failures += 1
+            logger.warning("dispatcher %s: %s; polling again in %s s", self.name, self._problem, delay)
+            return delay
+        return settings.LEADHUB_DISPATCH_POLL_SECONDS
+
+    def _renew(self) -> None:
+        if not self._accounts:
+            return
+        kept = leases.dispatch_leases_renew(holder=self.name, account_ids=self._accounts)
+        held_until = time.monotonic() + settings.LEADHUB_DISPATCH_LEASE_SECONDS * 0.8
+        for account_id in list(self._accounts):
+            if account_id in kept:
+                self._accounts[account_id].held_until = held_until
+            else:
+                logger.warning("dispatcher %s: lost account %s to another process", self.name, account_id)
+                self._drop(account_id)
+
+    def _take(self, wanted: list[int], share: int) -> None:
+        for account_id in wanted:
+            if len(self._accounts) >= share:
+                return
+            if account_id in self._accounts or account_id in self._running:
+                continue
+            if not leases.dispatch_lease_take(holder=self.name, account_id=account_id):
+                continue
+            # The account was nobody's or its holder's lease lapsed: what that holder left `sending` may have
+            # reached CloudAgent and is re-sent with checkDuplicate=true.
+            self.report.recovered += services.upload_transactions_recover_stale(account_id=account_id)
+            held_until = time.monotonic() + settings.LEADHUB_DISPATCH_LEASE_SECONDS * 0.8
+            self._accounts[account_id] = _Account(
+                account_id=account_id, held_until=held_until, pacer=account_pacer(account_id, self._redis)
+            )
+            self._schedule(account_id, 0.0)
+
+    def _give_back_over_share(self, share: int) -> None:
+        """A process that joined lowers everyone's share: give back the accounts over it, idle ones first."""
+        excess = len(self._accounts) - share
+        for account_id in sorted(self._accounts, key=lambda a: a in self._running)[: max(excess, 0)]:
+            self._accounts[account_id].releasing = True
+
+    def _schedule(self, account_id: int, delay: float) -> None:
+        heapq.heappush(self._heap, (time.monotonic() + delay, next(self._order), account_id))
+
+    def _start_due_steps(self) -> None:
+        now = time.monotonic()
+        while self._heap and self._heap[0][0] <= now:
+            _, _, account_id = heapq.heappop(self._heap)
+            if account_id in self._accounts and account_id not in self._running:
+                self._running[account_id] = self._pool.submit(self._step_safely, self._accounts[account_id])
+
+    def _collect(self) -> None:
+        for account_id, future in list(self._running.items()):
+            if not future.done():
+                continue
+            del self._running[account_id]
+            account = self._accounts.get(account_id)
+            delay = future.result()
+            if account is None:
+                continue
+            if account.releasing and account.prepared is None:
+                self._release(account_id)
+            elif delay is None:
+                self._release(account_id)
+            else:
+                self._schedule(account_id, delay)
+
+    def _release(self, account_id: int) -> None:
+        self._accounts.pop(account_id, None)
+        try:
+            leases.dispatch_lease_release(holder=self.name, account_id=account_id)
+        except OUTAGES:  # it lapses by itself
+            logger.warning("dispatcher %s: could not release account %s", self.name, account_id, exc_info=True)
+
+    def _drop(self, account_id: int) -> None:
+        """The lease is gone: stop serving the account. A prepared batch goes back unsent, unless its step is
+        running (it then sees the account dropped and gives it back itself)."""
+        account = self._accounts.pop(account_id)
+        if account.prepared is not None and account_id not in self._running:
+            self._unclaim(account)
+
+    def _recover(self) -> None:
+        try:
+            close_old_connections()
+            counts = recovery.unfinished_work_resume()
+            self.report.sweeps += 1
+            if counts:
+                logger.info("dispatcher %s: resumed unfinished work %s", self.name, counts)
+        except OUTAGES as exc:
+            logger.warning("dispatcher %s: the recovery sweep failed (%s); it runs again later", self.name, exc)
+        except Exception:  # a bug in one sweep must not stop the loop; the next sweep tries again
+            logger.exception("dispatcher %s: the recovery sweep failed", self.name)
+        finally:
+            self._wake.set()
+
+    def _shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._sweeper.shutdown(wait=True)
+        for account in list(self._accounts.values()):
+            if account.prepared is not None:
+                self._unclaim(account)
+        try:
+            close_old_connections()
+            leases.dispatch_node_stop(name=self.name)
+        except OUTAGES:  # the leases lapse by themselves
+            logger.warning("dispatcher %s: could not release its leases on the way out", self.name)
+
+    def _unclaim(self, account: _Account) -> None:
+        prepared, account.prepared = account.prepared, None
+        try:
+            services.upload_transaction_unclaim(batch=prepared.batch)
+        except OUTAGES:  # it stays `sending` and is recovered (as ambiguous) when its lease lapses
+            logger.warning("dispatcher %s: could not give back batch %s", self.name, prepared.batch.pk)
+
+    # --- the pool threads ---------------------------------------------------------------------------------
+
+    def _step_safely(self, account: _Account) -> float | None:
+        try:
+            close_old_connections()
+            delay = self._step(account)
+            account.failures = 0
+            self._problem = ""
+            return delay
+        except OUTAGES as exc:
+            self._problem = _outage(exc)
+            delay = OUTAGE_BACKOFF[min(account.failures, len(OUTAGE_BACKOFF) - 1)]
+            account.failures += 1
+            logger.warning("account %s: %s; trying again in %s s", account.account_id, self._problem, delay)
+            close_old_connections()
+            return delay
+        except Exception:
+            logger.exception("account %s: the dispatch step failed", account.account_id)
+            account.failures += 1
+            return OUTAGE_BACKOFF[-1]
+        finally:
+            self._wake.set()
+
+    def _step(self, account: _Account) -> float | None:
+        """One step for one account; returns the seconds until its next step, None when it has nothing left."""
+        account_id, pacer = account.account_id, account.pacer
+        if account.prepared is None:
+            if account.releasing:
+                return None
+            ahead = min(PREPARE_AHEAD_SECONDS, pacer.interval / 2)
+            wait = pacer.status().next_slot_in
+            if wait > ahead:
+                return wait - ahead
+            batch = services.upload_transaction_claim_next(account_id=account_id, last_served=account.last_served)
+            if batch is None:
+                retry_in = services.next_retry_in(account_id=account_id)
+                return None if retry_in is None else max(retry_in, 0.05)
+            account.last_served[batch.campaign_id] = time.monotonic()
+            account.prepared = services.upload_transaction_prepare(batch=batch)
+            if account.prepared is None:
+                self.report.outcomes["empty"] += 1
+                return 0.0
+            wait = pacer.status().next_slot_in
+            if wait > 0:
+                return wait
+        if time.monotonic() >= account.held_until or account_id not in self._accounts:
+            # Our lease could not be renewed lately: another process may own the account by now.
+            self._unclaim(account)
+            return None if account_id not in self._accounts else settings.LEADHUB_DISPATCH_POLL_SECONDS
+        prepared = account.prepared
+        client = cloudagent.CloudAgentClient.for_account(
+            prepared.batch.campaign.account,
+            connect_timeout=settings.CLOUDAGENT_CONNECT_TIMEOUT,
+            read_timeout=settings.CLOUDAGENT_READ_TIMEOUT,
+        )
+        with client:
+            try:
+                outcome = services.upload_transaction_send(prepared=prepared, client=client, pacer=pacer)
+            except SlotTimeout as slot:  # another process took the slot (a lease changing hands)
+                return slot.wait
+        account.prepared = None
+        self.report.outcomes[outcome] += 1
+        if outcome == "account_refused":  # its other batches were ended: nothing more to send
+            return None
+        return max(0.0, pacer.status().next_slot_in - min(PREPARE_AHEAD_SECONDS, pacer.interval / 2))
+
+
+def _outage(exc: Exception) -> str:
+    what = "Redis" if isinstance(exc, redis.RedisError) else "the database"
+    return f"{what} unreachable: {type(exc).__name__}: {str(exc)[:200]}"

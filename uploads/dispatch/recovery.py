@@ -1,0 +1,17 @@
+"""Unfinished work, rediscovered from the database: every dispatch process runs this at start and every
+LEADHUB_WATCHDOG_SECONDS, so nothing waits on a job that lived only in Redis. Batches need nothing here: the
+dispatch loop finds them in the database at every poll (leases.accounts_with_batches)."""
+
+from campaigns.services import lead_imports_resume_stopped
+from uploads.callbacks import callback_events_sweep
+from uploads.dispatch import leases
+
+
+def unfinished_work_resume() -> dict[str, int]:
+    """Callbacks waiting for their transaction or left half-applied, failed-file downloads whose job is gone,
+    background imports whose job is gone; returns what it did (nonzero counts only)."""
+    counts = callback_events_sweep()
+    counts.pop("still_waiting", None)
+    counts["imports_resumed"] = lead_imports_resume_stopped()
+    counts["dead_dispatchers_forgotten"] = leases.dispatch_nodes_forget_dead()
+    return {name: count for name, count in counts.items() if count}
