@@ -83,6 +83,7 @@ class DispatchLoop:
         self._sweep: Future | None = None
         self._problem = ""
         self._poll_failures = 0
+        self._wanted = 0
         # One client for every pacer: thread-safe, it reconnects by itself after an outage; the timeouts keep a
         # hung Redis from holding a send thread.
         self._redis = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=10)
@@ -117,7 +118,7 @@ class DispatchLoop:
 
     def _idle(self) -> bool:
         sweeping = self._sweep is not None and not self._sweep.done()
-        return not self._accounts and not self._running and not sweeping
+        return not self._wanted and not self._accounts and not self._running and not sweeping
 
     def _poll(self) -> float:
         """Heartbeat, renew, share, take: the loop's bookkeeping, all in the database. Returns the seconds
@@ -126,6 +127,7 @@ class DispatchLoop:
             close_old_connections()
             self._renew()
             wanted = [a for a in leases.accounts_with_batches() if self.only is None or a in self.only]
+            self._wanted = len(wanted)
             share = leases.dispatch_share(accounts=len(wanted), nodes=leases.dispatch_nodes_live())
             if self.until_idle:
                 share = len(wanted)
@@ -163,6 +165,7 @@ class DispatchLoop:
                 continue
             # The account was nobody's or its holder's lease lapsed: what that holder left `sending` may have
             # reached CloudAgent and is re-sent with checkDuplicate=true.
+            logger.info("dispatcher %s: took account %s", self.name, account_id)
             self.report.recovered += services.upload_transactions_recover_stale(account_id=account_id)
             held_until = time.monotonic() + settings.LEADHUB_DISPATCH_LEASE_SECONDS * 0.8
             self._accounts[account_id] = _Account(
