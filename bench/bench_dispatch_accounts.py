@@ -10,14 +10,14 @@ import os
 import sys
 import time
 
-ACCOUNTS = int(os.environ.get("BENCH_DISPATCH_ACCOUNTS", 12))
-LEADS = int(os.environ.get("BENCH_DISPATCH_LEADS", 5000))
-WINDOW = float(os.environ.get("BENCH_DISPATCH_WINDOW", 6.0))
 PER_WINDOW = 5
-SECTION = os.environ.get("BENCH_DISPATCH_SECTION", "dispatch-a")
 
 
 def run(report) -> None:
+    measure(report, section="dispatch-a", accounts=12, leads=5000, window=6.0)
+
+
+def measure(report, *, section: str, accounts: int, leads: int, window: float) -> None:
     from common import drop_database, start_emulator, use_database
     from dispatch_common import (
         RedisServer,
@@ -36,18 +36,18 @@ def run(report) -> None:
     redis_server = RedisServer()
     os.environ.update(
         {
-            "CLOUDAGENT_WINDOW_SECONDS": str(WINDOW),
+            "CLOUDAGENT_WINDOW_SECONDS": str(window),
             "CLOUDAGENT_REQUESTS_PER_WINDOW": str(PER_WINDOW),
             "LEADHUB_PUBLIC_URL": "http://127.0.0.1:9",  # callbacks are not what this bench measures
         }
     )
-    database = "leadhub_bench_dispatch_a"
+    database = f"leadhub_bench_{section.replace('-', '_')}"
     use_database(database, redis_url=redis_server.url)
     emulator, url = start_emulator(
         "--config",
-        str(emulator_config(ACCOUNTS)),
+        str(emulator_config(accounts)),
         "--window-seconds",
-        str(WINDOW),
+        str(window),
         "--requests-per-window",
         str(PER_WINDOW),
         "--process-delay",
@@ -57,12 +57,12 @@ def run(report) -> None:
     )
     workers = None
     try:
-        campaigns = make_accounts(ACCOUNTS, LEADS, url)
+        campaigns = make_accounts(accounts, leads, url)
         workers = Workers({**os.environ}, "bench-dispatch-workers.log")
         time.sleep(4)  # let every worker start before the work arrives, as a running installation has
         pushed_at = push_at_once(campaigns)
-        batches = math.ceil(LEADS / 500)
-        ideal = (batches - 1) * WINDOW / PER_WINDOW
+        batches = math.ceil(leads / 500)
+        ideal = (batches - 1) * window / PER_WINDOW
         finished = wait_until_sent(timeout=ideal * 10 + 120)
         sent = emulator_requests(url)
         phones = emulator_phones(url)
@@ -72,16 +72,18 @@ def run(report) -> None:
         emulator.terminate()
         emulator.wait(timeout=10)
         redis_server.kill()
-    report(SECTION, f"accounts x leads ({PER_WINDOW} requests per {WINDOW:g} s window)", f"{ACCOUNTS} x {LEADS}")
-    report(SECTION, "every batch sent", finished)
-    report_paces(report, SECTION, paces(sent, per_window=PER_WINDOW, window=WINDOW))
-    report(SECTION, "makespan, push to last request (s)", round(max(r["time"] for r in sent) - pushed_at, 1))
-    report(SECTION, "ideal makespan (s)", round(ideal, 1))
-    report(SECTION, "requests", len(sent))
-    report(SECTION, "rate-limit answers (must be 0)", rate_limit_answers(sent))
-    report(SECTION, "leads received / duplicates", f"{len(phones)} / {len(phones) - len(set(phones))}")
-    report(SECTION, "worker processes", workers.processes)
-    report(SECTION, "peak RSS of all workers (MB)", round(workers.peak_total_rss / 2**20))
+    report(section, f"accounts x leads ({PER_WINDOW} requests per {window:g} s window)", f"{accounts} x {leads}")
+    report(section, "every batch sent", finished)
+    report_paces(report, section, paces(sent, per_window=PER_WINDOW, window=window, pushed_at=pushed_at))
+    report(section, "makespan, push to last request (s)", round(max(r["time"] for r in sent) - pushed_at, 1))
+    report(section, "ideal makespan (s)", round(ideal, 1))
+    report(section, "requests", len(sent))
+    report(section, "rate-limit answers (must be 0)", rate_limit_answers(sent))
+    report(section, "leads received / duplicates", f"{len(phones)} / {len(phones) - len(set(phones))}")
+    report(section, "worker processes", workers.processes)
+    report(section, "peak RSS of all workers (MB)", round(workers.peak_total_rss / 2**20))
+    senders = [rss for name, rss in workers.peak_rss.items() if "run_dispatcher" in name or "push" in name]
+    report(section, "peak RSS of the sending process(es) (MB)", round(max(senders, default=0) / 2**20))
     drop_database(database)
 
 

@@ -196,15 +196,16 @@ def rate_limit_answers(sent: list[dict]) -> int:
     return sum(1 for r in sent if "too many" in str(r.get("answer", "")).lower())
 
 
-def paces(sent: list[dict], *, per_window: int, window: float) -> dict[str, float]:
-    """Each account's achieved pace as a share of its ceiling: requests after the first over the time they took,
-    by the emulator's arrival times."""
+def paces(sent: list[dict], *, per_window: int, window: float, pushed_at: float) -> dict[str, float]:
+    """Each account's pace as a share of its ceiling, as the operator sees it: the requests after the first
+    over the time from the push to the account's last request (the first may go at once), by the emulator's
+    arrival times. An account made to wait for a worker scores low even if it then sent at full speed."""
     by_account: dict[str, list[float]] = {}
     for r in sent:
         by_account.setdefault(r.get("userName") or "?", []).append(r["time"])
     ceiling = per_window / window
     return {
-        user: (len(times) - 1) / (max(times) - min(times)) / ceiling
+        user: (len(times) - 1) / (max(times) - pushed_at) / ceiling
         for user, times in by_account.items()
         if len(times) > 1
     }
@@ -215,3 +216,34 @@ def report_paces(report, section: str, found: dict[str, float]) -> None:
     report(section, "accounts that sent", len(values))
     report(section, "pace / ceiling, min", round(values[0], 3) if values else 0.0)
     report(section, "pace / ceiling, median", round(statistics.median(values), 3) if values else 0.0)
+
+
+def start_web(env: dict) -> tuple[subprocess.Popen, str]:
+    """gunicorn serving the callback webhook, as in production (2 sync workers)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "leadhub.wsgi",
+            "-w",
+            "2",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "error",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"{url}/healthz", timeout=10)
+            return process, url
+        except requests.RequestException:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("gunicorn did not answer within 60 s")

@@ -122,7 +122,7 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 20_000
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600} for name in ("default", "push", "callbacks", "imports")}
+RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600} for name in ("default", "callbacks", "imports")}
 RQ_SHOW_ADMIN_LINK = True
 
 LEADHUB_PUBLIC_URL = os.environ.get("LEADHUB_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")

@@ -387,7 +387,9 @@ def callback_events_apply_waiting(*, upload_transaction: UploadTransaction) -> l
     return [callback_event_apply(event=CallbackEvent(pk=pk)) for pk in pks.values_list("pk", flat=True)]
 
 
-def callback_events_sweep(*, received_before: timedelta = timedelta(minutes=1)) -> dict[str, int]:
+def callback_events_sweep(
+    *, received_before: timedelta = timedelta(minutes=1), failed_files_after: timedelta = timedelta(minutes=5)
+) -> dict[str, int]:
     """The safety net behind the webhook: apply waiting events whose transaction is now known, events left
     `received` by a request that died midway, and re-enqueue failed-file downloads whose job was never queued
     (Redis down at commit). Counts by resulting state, for the management command and the status page."""
@@ -403,7 +405,8 @@ def callback_events_sweep(*, received_before: timedelta = timedelta(minutes=1)) 
         except Exception:  # one event that breaks on our side must not stop the sweep of the others
             logger.exception("callback event %s could not be applied; it stays for the next sweep", pk)
             counts["errors"] += 1
-    for upload_transaction_id in upload_transactions_failed_file_pending().values_list("pk", flat=True):
+    failed_file_pending = upload_transactions_failed_file_pending(older_than=failed_files_after)
+    for upload_transaction_id in failed_file_pending.values_list("pk", flat=True):
         if _failed_file_fetch_enqueue(upload_transaction_id):
             counts["failed_files_enqueued"] += 1
     counts["still_waiting"] = CallbackEvent.objects.filter(state=EventState.WAITING).count()

@@ -31,6 +31,7 @@ from campaigns.models import Campaign, CloudAgentAccount, Lead
 from campaigns.normalize import clean_name, format_phone
 from uploads import cloudagent
 from uploads.callbacks import callback_events_apply_waiting, upload_transactions_overdue
+from uploads.dispatch.wake import dispatch_wake
 from uploads.models import UploadTransaction
 from uploads.ratelimit import SlotPacer, SlotTimeout, account_pacer
 
@@ -146,9 +147,11 @@ def leads_push(*, leads, user=None, statuses: Iterable[str] = PUSHABLE_STATUSES,
             summary=summary,
         )
         accounts.add(campaign.account_id)
-    # No job is enqueued: every dispatch process finds new batches in the database within a poll
-    # (LEADHUB_DISPATCH_POLL_SECONDS), so a push survives a Redis loss (uploads/dispatch/).
+    # No job is enqueued: dispatch processes find the batches in the database, so a push survives a Redis loss
+    # (uploads/dispatch/); the nudge only saves them waiting for their next poll.
     summary.eta_seconds = _latest_eta(accounts)
+    if summary.batches:
+        transaction.on_commit(dispatch_wake)
     return summary
 
 
@@ -306,8 +309,9 @@ def upload_transaction_prepare(*, batch: UploadTransaction) -> PreparedBatch | N
     it does not eat into the pace). Leads our checks now refuse leave the batch; a batch left empty ends here
     and None comes back."""
     campaign = batch.campaign
-    leads = list(Lead.objects.filter(upload_transaction=batch, status=Status.QUEUED).order_by("pk"))
-    built = cloudagent.build_rows(campaign.column_map, ((lead.pk, lead_values(lead, campaign)) for lead in leads))
+    leads = Lead.objects.filter(upload_transaction=batch, status=Status.QUEUED).order_by("pk")
+    rows = leads.values_list(*LEAD_ROW_FIELDS, named=True)
+    built = cloudagent.build_rows(campaign.column_map, ((lead.pk, lead_values(lead, campaign)) for lead in rows))
     _leads_mark_invalid(built.rejected, statuses=[Status.QUEUED], unlink=True)
     if not built.rows:
         _finish_error(

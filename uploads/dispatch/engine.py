@@ -27,6 +27,7 @@ from django.db import DatabaseError, close_old_connections
 
 from uploads import cloudagent, services
 from uploads.dispatch import leases, recovery
+from uploads.dispatch.wake import WAKE_CHANNEL
 from uploads.ratelimit import SlotPacer, SlotTimeout, account_pacer
 
 logger = logging.getLogger("leadhub.dispatch")
@@ -84,6 +85,7 @@ class DispatchLoop:
         self._problem = ""
         self._poll_failures = 0
         self._wanted = 0
+        self._poll_now = threading.Event()
         # One client for every pacer: thread-safe, it reconnects by itself after an outage; the timeouts keep a
         # hung Redis from holding a send thread.
         self._redis = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=10)
@@ -93,13 +95,15 @@ class DispatchLoop:
     def run(self) -> DispatchReport:
         logger.info("dispatcher %s: %d send threads", self.name, self.threads)
         next_poll = next_sweep = time.monotonic()
+        threading.Thread(target=self._listen, daemon=True, name="dispatch-wake").start()
         try:
             while not self.stopping.is_set():
                 now = time.monotonic()
                 if now >= next_sweep and (self._sweep is None or self._sweep.done()):
                     self._sweep = self._sweeper.submit(self._recover)
                     next_sweep = now + settings.LEADHUB_WATCHDOG_SECONDS
-                if now >= next_poll:
+                if now >= next_poll or self._poll_now.is_set():
+                    self._poll_now.clear()
                     next_poll = now + self._poll()
                     if self.until_idle and self._idle():
                         break
@@ -115,6 +119,22 @@ class DispatchLoop:
     def stop(self) -> None:
         self.stopping.set()
         self._wake.set()
+
+    def _listen(self) -> None:
+        """Poll at once when a push says it wrote batches (wake.py); a Redis outage only means no nudges."""
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(WAKE_CHANNEL)
+                failures = 0
+                while not self.stopping.is_set():
+                    if pubsub.get_message(timeout=1.0):
+                        self._poll_now.set()
+                        self._wake.set()
+            except redis.RedisError:
+                self.stopping.wait(OUTAGE_BACKOFF[min(failures, len(OUTAGE_BACKOFF) - 1)])
+                failures += 1
 
     def _idle(self) -> bool:
         sweeping = self._sweep is not None and not self._sweep.done()
@@ -172,6 +192,7 @@ class DispatchLoop:
                 account_id=account_id, held_until=held_until, pacer=account_pacer(account_id, self._redis)
             )
             self._schedule(account_id, 0.0)
+            self._start_due_steps()  # its first send need not wait for the other accounts to be taken
 
     def _give_back_over_share(self, share: int) -> None:
         """A process that joined lowers everyone's share: give back the accounts over it, idle ones first."""
