@@ -8,7 +8,6 @@ rate-limit answers (must be 0) and duplicates received (must be 0)."""
 import math
 import os
 import sys
-import time
 
 PER_WINDOW = 5
 
@@ -59,7 +58,7 @@ def measure(report, *, section: str, accounts: int, leads: int, window: float) -
     try:
         campaigns = make_accounts(accounts, leads, url)
         workers = Workers({**os.environ}, "bench-dispatch-workers.log")
-        time.sleep(4)  # let every worker start before the work arrives, as a running installation has
+        workers.wait_ready()  # the work arrives at a running installation
         pushed_at = push_at_once(campaigns)
         batches = math.ceil(leads / 500)
         ideal = (batches - 1) * window / PER_WINDOW

@@ -1,6 +1,7 @@
 """Dispatch (c), a fault run: 4 accounts x 2,500 leads pushed at once through the default worker set, callbacks
 answered by gunicorn, a 6 s window. Mid-push the dispatcher is SIGKILLed (run_workers starts it again), the
-private Redis is killed and started again empty, and every PostgreSQL connection is terminated.
+private Redis is killed and started again empty, and every PostgreSQL connection is terminated. A third of the
+emulator's answers come a second late, so the faults find sends in flight.
 
 Must hold: every lead ends `uploaded`, the emulator received each number exactly once, at most one rate-limit
 answer. Reported too: the batches re-sent as ambiguous and how long everything took to settle."""
@@ -51,6 +52,11 @@ def run(report) -> None:
         "5",
         "--process-delay",
         "0.5",
+        # A third of the answers come a second late: the kill and the dropped connections find sends in flight.
+        "--slow-rate",
+        "0.3",
+        "--slow-seconds",
+        "1",
         "--callback-retries",
         "60",
         "--callback-retry-delay",
@@ -66,14 +72,16 @@ def run(report) -> None:
 
         campaigns = make_accounts(ACCOUNTS, LEADS, emulator_url)
         workers = Workers(env, "bench-dispatch-faults-workers.log")
-        time.sleep(4)
+        workers.wait_ready()
         pushed_at = push_at_once(campaigns)
-        time.sleep(2)
+        in_flight = UploadTransaction.objects.filter(state="sending", last_attempt_at__isnull=False)
+        deadline = time.monotonic() + 30
+        while not in_flight.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         dispatcher = workers.child_running("run_dispatcher")
-        if dispatcher is not None:
-            os.kill(dispatcher.pid, signal.SIGKILL)
-            events.append("dispatcher SIGKILLed")
-        time.sleep(3)
+        os.kill(dispatcher.pid, signal.SIGKILL)
+        events.append(f"dispatcher SIGKILLed with {in_flight.count()} send(s) in flight")
+        time.sleep(2)
         redis_server.kill()
         time.sleep(2)
         redis_server.start()

@@ -141,6 +141,24 @@ class Workers:
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
 
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Until every RQ worker has registered and, where there is a dispatch service, it has a heartbeat: a
+        loaded machine takes seconds to start Django, and a push must not be timed from before that."""
+        import redis
+        from rq import Worker
+
+        from uploads import models
+
+        connection = redis.Redis.from_url(os.environ["REDIS_URL"])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rq_ready = Worker.count(connection=connection) >= 3
+            node = getattr(models, "DispatchNode", None)  # the dispatch service's heartbeat, where there is one
+            if rq_ready and (node is None or node.objects.exists()):
+                return
+            time.sleep(0.2)
+        raise RuntimeError("the workers did not start")
+
     def children(self) -> list[psutil.Process]:
         try:
             return psutil.Process(self.process.pid).children(recursive=True)

@@ -267,7 +267,11 @@ def upload_transaction_claim_next(*, account_id: int, last_served: dict[int, flo
     for campaign_id in sorted(campaign_ids, key=lambda cid: (last_served.get(cid, float("-inf")), cid)):
         for batch_id in ready.filter(campaign_id=campaign_id).order_by("pk").values_list("pk", flat=True)[:5]:
             claimed = UploadTransaction.objects.filter(pk=batch_id, state=State.PENDING).update(
-                state=State.SENDING, claimed_at=now, updated_at=now
+                # No request for this claim yet: recovery tells a batch never sent from one maybe sent by it.
+                state=State.SENDING,
+                claimed_at=now,
+                last_attempt_at=None,
+                updated_at=now,
             )
             if claimed:
                 return UploadTransaction.objects.select_related("campaign__account").get(pk=batch_id)
@@ -522,17 +526,27 @@ def _fail_waiting(batches, message: str) -> None:
 
 def upload_transactions_recover_stale(*, account_id: int) -> int:
     """Batches left `sending` by a dispatcher that died. The caller holds the account's lease, so nothing is
-    sending them now; CloudAgent may hold them already, so they are re-sent with checkDuplicate=true."""
-    recovered = UploadTransaction.objects.filter(campaign__account_id=account_id, state=State.SENDING).update(
+    sending them now. One whose request had started (its grant was written, `last_attempt_at`) may be held by
+    CloudAgent already and is re-sent with checkDuplicate=true; one only claimed and built goes back as it was."""
+    stale = UploadTransaction.objects.filter(campaign__account_id=account_id, state=State.SENDING)
+    now = timezone.now()
+    # claimed_at=None: should the dead dispatcher wake, its outcome no longer matches its claim.
+    unsent = stale.filter(last_attempt_at__isnull=True).update(state=State.PENDING, claimed_at=None, updated_at=now)
+    maybe_sent = stale.update(
         state=State.PENDING,
-        claimed_at=None,  # the dead dispatcher's claim: should it wake, its outcome no longer matches
+        claimed_at=None,
         ambiguous_attempts=F("ambiguous_attempts") + 1,  # the re-send derives checkDuplicate=true from it
         last_error="the worker stopped while sending; re-sending with checkDuplicate=true",
-        updated_at=timezone.now(),
+        updated_at=now,
     )
-    if recovered:
-        logger.warning("account %s: recovered %s batch(es) left sending by a stopped worker", account_id, recovered)
-    return recovered
+    if unsent or maybe_sent:
+        logger.warning(
+            "account %s: recovered %s batch(es) a stopped worker was sending and %s it had not sent yet",
+            account_id,
+            maybe_sent,
+            unsent,
+        )
+    return unsent + maybe_sent
 
 
 def upload_transactions_repush(*, batches, user=None) -> PushSummary:

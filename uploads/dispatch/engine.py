@@ -57,6 +57,7 @@ class _Account:
     prepared: services.PreparedBatch | None = None
     failures: int = 0
     releasing: bool = False
+    ticket: int = -1  # the heap entry that is its next step; others are stale (the account was dropped, retaken)
 
 
 class DispatchLoop:
@@ -201,14 +202,17 @@ class DispatchLoop:
             self._accounts[account_id].releasing = True
 
     def _schedule(self, account_id: int, delay: float) -> None:
-        heapq.heappush(self._heap, (time.monotonic() + delay, next(self._order), account_id))
+        ticket = next(self._order)
+        self._accounts[account_id].ticket = ticket
+        heapq.heappush(self._heap, (time.monotonic() + delay, ticket, account_id))
 
     def _start_due_steps(self) -> None:
         now = time.monotonic()
         while self._heap and self._heap[0][0] <= now:
-            _, _, account_id = heapq.heappop(self._heap)
-            if account_id in self._accounts and account_id not in self._running:
-                self._running[account_id] = self._pool.submit(self._step_safely, self._accounts[account_id])
+            _, ticket, account_id = heapq.heappop(self._heap)
+            account = self._accounts.get(account_id)
+            if account is not None and account.ticket == ticket and account_id not in self._running:
+                self._running[account_id] = self._pool.submit(self._step_safely, account)
 
     def _collect(self) -> None:
         for account_id, future in list(self._running.items()):
