@@ -83,6 +83,8 @@ def measure(report, *, section: str, accounts: int, leads: int, window: float) -
     report(section, "peak RSS of all workers (MB)", round(workers.peak_total_rss / 2**20))
     senders = [rss for name, rss in workers.peak_rss.items() if "run_dispatcher" in name or "push" in name]
     report(section, "peak RSS of the sending process(es) (MB)", round(max(senders, default=0) / 2**20))
+    busy = sum(cpu for name, cpu in workers.cpu_seconds.items() if "run_dispatcher" in name or "push" in name)
+    report(section, "CPU of the sending process(es) per request (ms)", round(busy / len(sent) * 1000, 1))
     drop_database(database)
 
 

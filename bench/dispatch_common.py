@@ -136,6 +136,7 @@ class Workers:
         )
         self.peak_total_rss = 0
         self.peak_rss = {}
+        self.cpu_seconds = {}
         self.processes = 0
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
@@ -174,6 +175,8 @@ class Workers:
                 try:
                     rss = process.memory_info().rss
                     name = " ".join(process.cmdline()[2:4]) or "run_workers"
+                    cpu = process.cpu_times()
+                    self.cpu_seconds[name] = max(self.cpu_seconds.get(name, 0.0), cpu.user + cpu.system)
                 except psutil.Error:
                     continue
                 total += rss

@@ -1,8 +1,8 @@
 """The dispatch loop: one per process, serving every account it holds a lease on.
 
 The loop thread only keeps time: a heap of (when, account) entries, each account's next step. A step runs on a
-small thread pool and does at most one thing for its account — claim and prepare the next batch a little before
-its slot (PREPARE_AHEAD_SECONDS: the database work must not eat into the pace), or, at the slot, send it — and
+small thread pool and does at most one thing for its account — claim and prepare the next batch ahead of its
+slot (PREPARE_AHEAD_SECONDS: the database work must not eat into the pace), or, at the slot, send it — and
 returns when the account needs the next step. No thread ever waits for an account's slot, so accounts cost a
 heap entry and a little state each, and one process serves hundreds (README, "Push and dispatch").
 
@@ -32,8 +32,10 @@ from uploads.ratelimit import SlotPacer, SlotTimeout, account_pacer
 
 logger = logging.getLogger("leadhub.dispatch")
 
-# Claim and build a batch this long before its slot; a step that takes longer still sends at the slot.
-PREPARE_AHEAD_SECONDS = 0.5
+# Claim and build a batch up to this long (and half an interval at most) before its slot: accounts pushed
+# together share slot times, and building a hundred batches takes seconds of one process's CPU, which must not
+# make the last of them late. A prepared batch holds its rows (~100 KB) until the slot.
+PREPARE_AHEAD_SECONDS = 3.0
 # Waits between retries of a step that failed on an outage (database or Redis), the last one repeating.
 OUTAGE_BACKOFF = (0.5, 1, 2, 4, 8, 15)
 OUTAGES = (DatabaseError, redis.RedisError)
@@ -149,9 +151,10 @@ class DispatchLoop:
             self._renew()
             wanted = [a for a in leases.accounts_with_batches() if self.only is None or a in self.only]
             self._wanted = len(wanted)
-            share = leases.dispatch_share(accounts=len(wanted), nodes=leases.dispatch_nodes_live())
-            if self.until_idle:
-                share = len(wanted)
+            # Accounts we hold count even when their last batch is out: their step has not finished yet.
+            accounts = len(set(wanted) | set(self._accounts))
+            nodes = 1 if self.until_idle else leases.dispatch_nodes_live()
+            share = leases.dispatch_share(accounts=accounts, nodes=nodes)
             self._take(wanted, share)
             self._give_back_over_share(share)
             leases.dispatch_node_heartbeat(name=self.name, accounts=len(self._accounts), problem=self._problem)
@@ -198,8 +201,8 @@ class DispatchLoop:
     def _give_back_over_share(self, share: int) -> None:
         """A process that joined lowers everyone's share: give back the accounts over it, idle ones first."""
         excess = len(self._accounts) - share
-        for account_id in sorted(self._accounts, key=lambda a: a in self._running)[: max(excess, 0)]:
-            self._accounts[account_id].releasing = True
+        for rank, account_id in enumerate(sorted(self._accounts, key=lambda a: a in self._running)):
+            self._accounts[account_id].releasing = rank < excess
 
     def _schedule(self, account_id: int, delay: float) -> None:
         ticket = next(self._order)
