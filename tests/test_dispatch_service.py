@@ -12,10 +12,13 @@ import time
 import psutil
 import pytest
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, transaction
+from django.urls import reverse
+from django.utils import timezone
 
 from campaigns.models import Campaign, CloudAgentAccount, Lead
 from tests.fixtures.push import PUSH_LIMITS, dispatch, subprocess_env
+from uploads import services
 from uploads.dispatch import leases
 from uploads.models import DispatchNode, UploadTransaction
 from uploads.services import leads_push
@@ -151,3 +154,59 @@ def test_healthz_says_why_pushing_is_stalled(client, account, campaign, make_lea
     CloudAgentAccount.objects.filter(pk=account.pk).update(is_active=True)
     healthy = json.loads(client.get("/healthz").content)
     assert healthy["dispatch"] == "ok" and healthy["dispatch_detail"]["batches_waiting"] == 1
+
+
+def test_the_admin_front_page_says_why_pushing_is_stalled(admin_client, campaign, make_leads, push_settings):
+    make_leads(3)
+    leads_push(leads=Lead.objects.filter(campaign=campaign))
+
+    html = admin_client.get(reverse("admin:index")).content.decode()
+
+    assert "Pushing is stalled" in html and "no dispatcher is running" in html
+    assert 'id="dashboard-dispatchers" style="text-align: right">0 (0)<' in html
+
+
+def test_a_batch_given_back_is_ambiguous_only_if_its_request_may_have_left(push_account, campaign, make_leads):
+    make_leads(600)
+    leads_push(leads=Lead.objects.filter(campaign=campaign))
+    unsent = services.upload_transaction_claim_next(account_id=push_account.pk, last_served={})
+    maybe_sent = services.upload_transaction_claim_next(account_id=push_account.pk, last_served={})
+    UploadTransaction.objects.filter(pk=maybe_sent.pk).update(last_attempt_at=timezone.now())  # its grant
+
+    assert services.upload_transaction_give_back(batch=unsent)
+    assert services.upload_transaction_give_back(batch=maybe_sent)
+
+    unsent.refresh_from_db()
+    maybe_sent.refresh_from_db()
+    assert (unsent.state, unsent.ambiguous_attempts) == (State.PENDING, 0)
+    assert (maybe_sent.state, maybe_sent.ambiguous_attempts) == (State.PENDING, 1)
+
+
+def test_an_answer_that_could_not_be_recorded_is_never_sent_again_from_memory(
+    push_account, campaign, make_leads, push_emulator, monkeypatch
+):
+    """The database stayed down past every retry of the outcome write: the dispatcher gives the batch back as
+    ambiguous once it can, and the re-send skips what CloudAgent already holds."""
+    make_leads(5)
+    leads_push(leads=Lead.objects.filter(campaign=campaign))
+    monkeypatch.setattr(services, "OUTCOME_WRITE_DELAYS", (0.01,))
+    record_accepted = services._record_accepted
+    calls = []
+
+    def database_down_for_the_first_answer(batch, result):
+        calls.append(batch.pk)
+        if len(calls) <= 2:  # a crash at an exact point: both tries of the first outcome write
+            raise OperationalError("the database went away")
+        return record_accepted(batch, result)
+
+    monkeypatch.setattr(services, "_record_accepted", database_down_for_the_first_answer)
+
+    dispatch(account_id=push_account.pk)
+
+    sent = push_emulator.inspect("requests")["requests"]
+    assert [r["fields"]["checkDuplicate"] for r in sent] == ["false", "true"]
+    batch = UploadTransaction.objects.get()
+    assert (batch.state, batch.ambiguous_attempts) == (State.QUEUED, 1)
+    push_emulator.process_now()
+    phones = [lead["PhoneNumber"] for lead in push_emulator.inspect("leads")["leads"]["Demo_Outbound"]]
+    assert len(phones) == len(set(phones)) == 5

@@ -330,13 +330,22 @@ def upload_transaction_prepare(*, batch: UploadTransaction) -> PreparedBatch | N
     return PreparedBatch(batch=batch, rows=built.rows, options=options, callback_url=callback_url)
 
 
-def upload_transaction_unclaim(*, batch: UploadTransaction) -> bool:
-    """Give back a claimed batch that was never sent (its dispatcher lost the account or is stopping): it goes
-    back to `pending` as it was, with no ambiguity, since no request left for it."""
+def upload_transaction_give_back(*, batch: UploadTransaction) -> bool:
+    """A claimed batch its dispatcher will not finish (it lost the account, is stopping, or could not learn or
+    record the outcome): back to `pending` as it was if no request left for it, else as ambiguous, re-sent with
+    checkDuplicate=true. `last_attempt_at` tells the two apart: the claim clears it, the grant writes it."""
+    claimed = _as_claimed(batch).filter(state=State.SENDING)
+    now = timezone.now()
+    if claimed.filter(last_attempt_at__isnull=True).update(state=State.PENDING, claimed_at=None, updated_at=now):
+        return True
     return bool(
-        _as_claimed(batch)
-        .filter(state=State.SENDING)
-        .update(state=State.PENDING, claimed_at=None, updated_at=timezone.now())
+        claimed.update(
+            state=State.PENDING,
+            claimed_at=None,
+            ambiguous_attempts=F("ambiguous_attempts") + 1,
+            last_error="its outcome is unknown; re-sending with checkDuplicate=true",
+            updated_at=now,
+        )
     )
 
 

@@ -28,6 +28,7 @@ from django.db import DatabaseError, close_old_connections
 from uploads import cloudagent, services
 from uploads.dispatch import leases, recovery
 from uploads.dispatch.wake import WAKE_CHANNEL
+from uploads.models import UploadTransaction
 from uploads.ratelimit import SlotPacer, SlotTimeout, account_pacer
 
 logger = logging.getLogger("leadhub.dispatch")
@@ -56,6 +57,7 @@ class _Account:
     held_until: float  # monotonic: past it, a lease we could not renew may have been taken over
     pacer: SlotPacer
     last_served: dict[int, float] = field(default_factory=dict)
+    claimed: UploadTransaction | None = None  # claimed by us and not finished: never left `sending` behind
     prepared: services.PreparedBatch | None = None
     failures: int = 0
     releasing: bool = False
@@ -226,7 +228,7 @@ class DispatchLoop:
             delay = future.result()
             if account is None:
                 continue
-            if account.releasing and account.prepared is None:
+            if account.releasing and account.claimed is None:
                 self._release(account_id)
             elif delay is None:
                 self._release(account_id)
@@ -241,11 +243,11 @@ class DispatchLoop:
             logger.warning("dispatcher %s: could not release account %s", self.name, account_id, exc_info=True)
 
     def _drop(self, account_id: int) -> None:
-        """The lease is gone: stop serving the account. A prepared batch goes back unsent, unless its step is
-        running (it then sees the account dropped and gives it back itself)."""
+        """The lease is gone: stop serving the account. A claimed batch goes back, unless its step is running (it
+        then sees the account dropped and gives it back itself)."""
         account = self._accounts.pop(account_id)
-        if account.prepared is not None and account_id not in self._running:
-            self._unclaim(account)
+        if account.claimed is not None and account_id not in self._running:
+            self._give_back(account)
 
     def _recover(self) -> None:
         try:
@@ -265,20 +267,20 @@ class DispatchLoop:
         self._pool.shutdown(wait=True)
         self._sweeper.shutdown(wait=True)
         for account in list(self._accounts.values()):
-            if account.prepared is not None:
-                self._unclaim(account)
+            if account.claimed is not None:
+                self._give_back(account)
         try:
             close_old_connections()
             leases.dispatch_node_stop(name=self.name)
         except OUTAGES:  # the leases lapse by themselves
             logger.warning("dispatcher %s: could not release its leases on the way out", self.name)
 
-    def _unclaim(self, account: _Account) -> None:
-        prepared, account.prepared = account.prepared, None
+    def _give_back(self, account: _Account) -> None:
         try:
-            services.upload_transaction_unclaim(batch=prepared.batch)
-        except OUTAGES:  # it stays `sending` and is recovered (as ambiguous) when its lease lapses
-            logger.warning("dispatcher %s: could not give back batch %s", self.name, prepared.batch.pk)
+            services.upload_transaction_give_back(batch=account.claimed)
+        except OUTAGES:  # it stays `sending` and is recovered when its lease lapses
+            logger.warning("dispatcher %s: could not give back batch %s", self.name, account.claimed.pk)
+        account.claimed = account.prepared = None
 
     # --- the pool threads ---------------------------------------------------------------------------------
 
@@ -306,6 +308,10 @@ class DispatchLoop:
     def _step(self, account: _Account) -> float | None:
         """One step for one account; returns the seconds until its next step, None when it has nothing left."""
         account_id, pacer = account.account_id, account.pacer
+        if account.claimed is not None and account.prepared is None:
+            # The last step failed between claiming and finishing: the batch goes back before anything else.
+            services.upload_transaction_give_back(batch=account.claimed)
+            account.claimed = None
         if account.prepared is None:
             if account.releasing:
                 return None
@@ -318,8 +324,10 @@ class DispatchLoop:
                 retry_in = services.next_retry_in(account_id=account_id)
                 return None if retry_in is None else max(retry_in, 0.05)
             account.last_served[batch.campaign_id] = time.monotonic()
+            account.claimed = batch
             account.prepared = services.upload_transaction_prepare(batch=batch)
             if account.prepared is None:
+                account.claimed = None
                 self.report.outcomes["empty"] += 1
                 return 0.0
             wait = pacer.status().next_slot_in
@@ -327,7 +335,7 @@ class DispatchLoop:
                 return wait
         if time.monotonic() >= account.held_until or account_id not in self._accounts:
             # Our lease could not be renewed lately: another process may own the account by now.
-            self._unclaim(account)
+            self._give_back(account)
             return None if account_id not in self._accounts else settings.LEADHUB_DISPATCH_POLL_SECONDS
         prepared = account.prepared
         client = cloudagent.CloudAgentClient.for_account(
@@ -340,7 +348,12 @@ class DispatchLoop:
                 outcome = services.upload_transaction_send(prepared=prepared, client=client, pacer=pacer)
             except SlotTimeout as slot:  # another process took the slot (a lease changing hands)
                 return slot.wait
-        account.prepared = None
+            except BaseException:
+                # The request may have left: never send these rows again from memory. The next step gives the
+                # batch back, as ambiguous if its grant was written.
+                account.prepared = None
+                raise
+        account.claimed = account.prepared = None
         self.report.outcomes[outcome] += 1
         if outcome == "account_refused":  # its other batches were ended: nothing more to send
             return None
