@@ -19,7 +19,6 @@ from django.utils import timezone
 from campaigns.models import Campaign, CloudAgentAccount, Lead
 from tests.fixtures.push import PUSH_LIMITS, dispatch, subprocess_env
 from uploads import services
-from uploads.dispatch import leases
 from uploads.models import DispatchNode, UploadTransaction
 from uploads.services import leads_push
 
@@ -144,7 +143,7 @@ def test_healthz_says_why_pushing_is_stalled(client, account, campaign, make_lea
     assert nobody["dispatch"] == "stalled"
     assert "no dispatcher is running" in " ".join(nobody["dispatch_detail"]["stalled"])
 
-    leases.dispatch_node_heartbeat(name="host:1:abc", accounts=0, problem="Redis unreachable: ConnectionError")
+    services.dispatch_node_heartbeat(name="host:1:abc", accounts=0, problem="Redis unreachable: ConnectionError")
     CloudAgentAccount.objects.filter(pk=account.pk).update(is_active=False)
     Campaign.objects.filter(pk=campaign.pk).update(problem="")
     reasons = " ".join(json.loads(client.get("/healthz").content)["dispatch_detail"]["stalled"])

@@ -1,4 +1,4 @@
-"""The dispatch service of one process (uploads/dispatch/): `run_workers` starts one; start more, on more
+"""The dispatch service of one process (uploads/dispatcher.py): `run_workers` starts one; start more, on more
 machines, for more capacity — they share the accounts through their leases."""
 
 import json
@@ -6,7 +6,7 @@ import signal
 
 from django.core.management.base import BaseCommand
 
-from uploads.dispatch.engine import DispatchLoop
+from uploads.dispatcher import DispatchLoop
 
 
 class Command(BaseCommand):

@@ -9,9 +9,12 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from campaigns.queues import IMPORTS_QUEUE
+from uploads.queues import CALLBACKS_QUEUE, DEFAULT_QUEUE
+
 # Sending is the dispatcher's (run_dispatcher), so no RQ queue is held by a push: callbacks and imports never
 # wait behind one.
-QUEUES = ("default", "callbacks", "imports")
+QUEUES = (DEFAULT_QUEUE, CALLBACKS_QUEUE, IMPORTS_QUEUE)
 # Pauses before starting a dead child again, the last one repeating; a child that ran this long is healthy
 # again and starts from the first pause.
 RESTART_DELAYS = (1, 2, 5, 10, 30)

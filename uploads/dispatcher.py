@@ -1,4 +1,11 @@
-"""The dispatch loop: one per process, serving every account it holds a lease on.
+"""The dispatch service: one loop per process, serving every account it holds a lease on.
+
+CloudAgent limits each account, not us, so throughput must grow with accounts, not with processes. A process
+(`manage.py run_dispatcher`) owns a share of the accounts that have batches through database leases
+(services, "Dispatch leases"), keeps each owned account's next step in a heap and hands the steps to a small
+thread pool; no thread waits for an account's slot. The Redis pacer (uploads/ratelimit.py) keeps the limit
+across every process and machine, and the database says what is unfinished, so every process rediscovers its
+work from it (unfinished_work_resume) instead of from jobs kept in Redis.
 
 The loop thread only keeps time: a heap of (when, account) entries, each account's next step. A step runs on a
 small thread pool and does at most one thing for its account — claim and prepare the next batch ahead of its
@@ -8,27 +15,34 @@ heap entry and a little state each, and one process serves hundreds (README, "Pu
 
 Every LEADHUB_DISPATCH_POLL_SECONDS the loop renews its leases in one UPDATE, writes its heartbeat, and takes
 unowned accounts with batches up to its share (accounts with batches / live processes). Every
-LEADHUB_WATCHDOG_SECONDS (and at start) it resumes other unfinished work from the database (recovery.py).
+LEADHUB_WATCHDOG_SECONDS (and at start) it resumes other unfinished work from the database
+(unfinished_work_resume).
 A database or Redis outage is waited out with back-off: the step is retried, the process never exits.
 """
 
 import heapq
 import itertools
 import logging
+import math
+import os
+import secrets
+import socket
 import threading
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import redis
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
-from uploads import cloudagent, services
-from uploads.dispatch import leases, recovery
-from uploads.dispatch.wake import WAKE_CHANNEL
+from campaigns.services import lead_imports_resume_stopped
+from cloudagent.client import CloudAgentClient
+from uploads import callbacks, selectors, services
 from uploads.models import UploadTransaction
+from uploads.queues import WAKE_CHANNEL
 from uploads.ratelimit import SlotPacer, SlotTimeout, account_pacer
 
 logger = logging.getLogger("leadhub.dispatch")
@@ -73,7 +87,7 @@ class DispatchLoop:
         account_ids: set[int] | None = None,
         name: str | None = None,
     ) -> None:
-        self.name = name or leases.dispatch_node_name()
+        self.name = name or dispatch_node_name()
         self.threads = threads or settings.LEADHUB_DISPATCH_THREADS
         self.until_idle = until_idle
         self.only = account_ids  # serve only these (a foreground drain of some accounts)
@@ -151,15 +165,15 @@ class DispatchLoop:
         try:
             close_old_connections()
             self._renew()
-            wanted = [a for a in leases.accounts_with_batches() if self.only is None or a in self.only]
+            wanted = [a for a in selectors.accounts_with_batches_to_send() if self.only is None or a in self.only]
             self._wanted = len(wanted)
             # Accounts we hold count even when their last batch is out: their step has not finished yet.
             accounts = len(set(wanted) | set(self._accounts))
-            nodes = 1 if self.until_idle else leases.dispatch_nodes_live()
-            share = leases.dispatch_share(accounts=accounts, nodes=nodes)
+            nodes = 1 if self.until_idle else selectors.dispatch_nodes_live()
+            share = dispatch_share(accounts=accounts, nodes=nodes)
             self._take(wanted, share)
             self._give_back_over_share(share)
-            leases.dispatch_node_heartbeat(name=self.name, accounts=len(self._accounts), problem=self._problem)
+            services.dispatch_node_heartbeat(name=self.name, accounts=len(self._accounts), problem=self._problem)
             self._poll_failures = 0
         except OUTAGES as exc:
             self._problem = _outage(exc)
@@ -172,7 +186,7 @@ class DispatchLoop:
     def _renew(self) -> None:
         if not self._accounts:
             return
-        kept = leases.dispatch_leases_renew(holder=self.name, account_ids=self._accounts)
+        kept = services.dispatch_leases_renew(holder=self.name, account_ids=self._accounts)
         held_until = time.monotonic() + settings.LEADHUB_DISPATCH_LEASE_SECONDS * 0.8
         for account_id in list(self._accounts):
             if account_id in kept:
@@ -187,7 +201,7 @@ class DispatchLoop:
                 return
             if account_id in self._accounts or account_id in self._running:
                 continue
-            if not leases.dispatch_lease_take(holder=self.name, account_id=account_id):
+            if not services.dispatch_lease_take(holder=self.name, account_id=account_id):
                 continue
             # The account was nobody's or its holder's lease lapsed: what that holder left `sending` may have
             # reached CloudAgent and is re-sent with checkDuplicate=true.
@@ -238,7 +252,7 @@ class DispatchLoop:
     def _release(self, account_id: int) -> None:
         self._accounts.pop(account_id, None)
         try:
-            leases.dispatch_lease_release(holder=self.name, account_id=account_id)
+            services.dispatch_lease_release(holder=self.name, account_id=account_id)
         except OUTAGES:  # it lapses by itself
             logger.warning("dispatcher %s: could not release account %s", self.name, account_id, exc_info=True)
 
@@ -252,7 +266,7 @@ class DispatchLoop:
     def _recover(self) -> None:
         try:
             close_old_connections()
-            counts = recovery.unfinished_work_resume()
+            counts = unfinished_work_resume()
             self.report.sweeps += 1
             if counts:
                 logger.info("dispatcher %s: resumed unfinished work %s", self.name, counts)
@@ -264,6 +278,7 @@ class DispatchLoop:
             self._wake.set()
 
     def _shutdown(self) -> None:
+        self.stopping.set()  # the nudge listener too
         self._pool.shutdown(wait=True)
         self._sweeper.shutdown(wait=True)
         for account in list(self._accounts.values()):
@@ -271,7 +286,7 @@ class DispatchLoop:
                 self._give_back(account)
         try:
             close_old_connections()
-            leases.dispatch_node_stop(name=self.name)
+            services.dispatch_node_stop(name=self.name)
         except OUTAGES:  # the leases lapse by themselves
             logger.warning("dispatcher %s: could not release its leases on the way out", self.name)
 
@@ -321,7 +336,7 @@ class DispatchLoop:
                 return wait - ahead
             batch = services.upload_transaction_claim_next(account_id=account_id, last_served=account.last_served)
             if batch is None:
-                retry_in = services.next_retry_in(account_id=account_id)
+                retry_in = selectors.next_retry_in(account_id=account_id)
                 return None if retry_in is None else max(retry_in, 0.05)
             account.last_served[batch.campaign_id] = time.monotonic()
             account.claimed = batch
@@ -338,7 +353,7 @@ class DispatchLoop:
             self._give_back(account)
             return None if account_id not in self._accounts else settings.LEADHUB_DISPATCH_POLL_SECONDS
         prepared = account.prepared
-        client = cloudagent.CloudAgentClient.for_account(
+        client = CloudAgentClient.for_account(
             prepared.batch.campaign.account,
             connect_timeout=settings.CLOUDAGENT_CONNECT_TIMEOUT,
             read_timeout=settings.CLOUDAGENT_READ_TIMEOUT,
@@ -363,3 +378,28 @@ class DispatchLoop:
 def _outage(exc: Exception) -> str:
     what = "Redis" if isinstance(exc, redis.RedisError) else "the database"
     return f"{what} unreachable: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+def dispatch_node_name() -> str:
+    """Unique per process start: a restarted process must not inherit the leases of the one it replaces."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def dispatch_share(*, accounts: int, nodes: int) -> int:
+    """How many accounts one process takes: an even share, so adding processes spreads the accounts."""
+    return math.ceil(accounts / max(nodes, 1))
+
+
+def unfinished_work_resume() -> dict[str, int]:
+    """Unfinished work, rediscovered from the database at start and every LEADHUB_WATCHDOG_SECONDS, so nothing
+    waits on a job that lived only in Redis: push requests not cut into batches, callbacks waiting for their
+    transaction or left half-applied, failed-file downloads and background imports whose job is gone. (Batches
+    need nothing here: the loop finds them at every poll.) Returns what it did, nonzero counts only."""
+    # A callback or download that should have finished by the last sweep is not coming by itself.
+    overdue = timedelta(seconds=settings.LEADHUB_WATCHDOG_SECONDS)
+    counts = callbacks.callback_events_sweep(received_before=overdue, failed_files_after=overdue)
+    counts.pop("still_waiting", None)
+    counts["push_requests_recovered"] = services.push_requests_recover()
+    counts["imports_resumed"] = lead_imports_resume_stopped(older_than=overdue)
+    counts["dead_dispatchers_forgotten"] = services.dispatch_nodes_forget_dead()
+    return {name: count for name, count in counts.items() if count}
