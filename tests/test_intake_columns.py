@@ -70,7 +70,8 @@ def test_indiamart_never_takes_the_sellers_own_number():
     receiver = next(c for c in proposal.columns if c.header == "RECEIVER_MOBILE")
     assert receiver.field == IGNORE and "IndiaMART" in receiver.reason
     assert (
-        "column 'RECEIVER_MOBILE' ignored: never a lead's field in a IndiaMART Lead Manager export" in proposal.warnings
+        "column 'RECEIVER_MOBILE' ignored: never a lead's field in the IndiaMART Lead Manager export"
+        in proposal.warnings
     )
 
 
