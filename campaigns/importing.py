@@ -13,19 +13,24 @@ import csv
 import json
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from itertools import islice
 from pathlib import Path
 
 from django.db import connection, transaction
 from django.utils import timezone
 from python_calamine import CalamineError, CalamineWorkbook
 
+from campaigns.intake.parallel import map_in_child
+from campaigns.intake.phones import phone_normalizer
 from campaigns.models import Campaign, Lead, LeadStatus
-from campaigns.normalize import PhoneError, clean_name, format_phone, normalize_phone
+from campaigns.normalize import PhoneError, clean_name, format_phone
 
 CHUNK_ROWS = 5000
+# From this many lines on, rows are checked in a child process while this one writes (campaigns.intake.parallel).
+PARALLEL_ROWS = 20_000
 # contract.md, Limits: "2000 characters per row including all headers".
 MAX_ROW_CHARS = 2000
 # Rows of each kind (new, updated, duplicate, rejected, warning) a report keeps to show; its counts are complete.
@@ -386,11 +391,23 @@ class ImportReport:
 class _Row:
     line: int
     values: tuple  # in _ROW_FIELDS order
-    sent: dict  # CloudAgent header -> text as sent
+    sent: tuple  # the text CloudAgent gets, in the campaign's column order
 
     @property
     def phone(self) -> str:
         return self.values[0]
+
+
+@dataclass
+class _Checked:
+    """One batch of lines through the policy: what a child process sends back (so: plain, picklable data)."""
+
+    lines: int
+    rows: int
+    accepted: list[_Row]
+    rejected: list[tuple[int, list, str]]
+    warnings: list[tuple[int | None, str]]
+    warning_count: int
 
 
 class _LeadFileImport:
@@ -418,10 +435,10 @@ class _LeadFileImport:
         for message in self.mapping.warnings:
             self.report.warn(None, message)
         self.region = campaign.phone_region
+        self.normalize_phone = phone_normalizer(self.region).normalize
         self.phone_format = campaign.phone_format
         self.headers_length = sum(len(h) for h in self.columns)
         self.width = len(sheet.header)
-        self.seen: dict[str, int] = {}
         self.today = timezone.localdate()
         leads = _PostgresLeads if connection.vendor == "postgresql" else _SqlLeads
         self.lead_import_id = lead_import_id
@@ -431,25 +448,44 @@ class _LeadFileImport:
         self.update_fields = [_FIELD_OF[h] for h in index if h in _FIELD_OF] + (["extra"] if self.extras else [])
 
     def run(self) -> ImportReport:
-        chunk: list[_Row] = []
+        """Check the rows a batch at a time (in a child process for a big file, so checking the next batch overlaps
+        writing this one), then sort and write each batch."""
         lines_read = 0
-        for line, cells in self.sheet.rows:
-            lines_read += 1
+        if self.sheet.rows_estimate >= PARALLEL_ROWS:
+            batches = map_in_child(self.sheet.rows, self._checked, batch=CHUNK_ROWS)
+        else:
+            batches = (self._checked(list(batch)) for batch in _batched(self.sheet.rows, CHUNK_ROWS))
+        self.leads.start()
+        try:
+            for checked in batches:
+                lines_read += checked.lines
+                report = self.report
+                report.rows += checked.rows
+                report.warnings += checked.warning_count
+                report.warning_list += checked.warnings[: PREVIEW_ROWS - len(report.warning_list)]
+                for line, cells, reason in checked.rejected:
+                    self._reject(line, cells, reason)
+                self._flush(checked.accepted, lines_read)
+        finally:
+            self.leads.finish()
+        return self.report
+
+    def _checked(self, batch: list[tuple[int, list]]) -> _Checked:
+        """The policy over a batch of lines. Warnings go to a report of the batch's own: in a child process the
+        import's report is a copy nobody reads."""
+        report = self.batch_report = ImportReport(columns=self.columns)
+        accepted, rejected = [], []
+        for line, cells in batch:
             if len(cells) < self.width:
                 cells = cells + [""] * (self.width - len(cells))
             try:
                 row = self._check(line, cells)
             except _Rejected as exc:
-                self._reject(line, cells, str(exc))
+                rejected.append((line, cells, str(exc)))
                 continue
-            if row is None:
-                continue
-            chunk.append(row)
-            if len(chunk) >= CHUNK_ROWS:
-                self._flush(chunk, lines_read)
-                chunk = []
-        self._flush(chunk, lines_read)
-        return self.report
+            if row is not None:
+                accepted.append(row)
+        return _Checked(len(batch), report.rows, accepted, rejected, report.warning_list, report.warnings)
 
     def _check(self, line: int, cells: list) -> _Row | None:
         index = self.mapping.index
@@ -457,11 +493,11 @@ class _LeadFileImport:
         if not (raw_phone.strip() if isinstance(raw_phone, str) else raw_phone):
             if not any(str(c).strip() for c in cells):
                 return None  # a fully blank row is no row
-            self.report.rows += 1
+            self.batch_report.rows += 1
             raise _Rejected("PhoneNumber is empty")
-        self.report.rows += 1
+        self.batch_report.rows += 1
         try:
-            phone = normalize_phone(raw_phone, self.region)
+            phone = self.normalize_phone(raw_phone)
         except PhoneError as exc:
             raise _Rejected(str(exc)) from None
         sent = {"PhoneNumber": format_phone(phone, self.region, self.phone_format)}
@@ -473,7 +509,7 @@ class _LeadFileImport:
             if len(name) > 200:
                 name, changed = name[:200].rstrip(), True
             if changed:
-                self.report.warn(line, f"Name '{raw.strip()}' is sent as '{name}'")
+                self.batch_report.warn(line, f"Name '{raw.strip()}' is sent as '{name}'")
             sent["Name"] = name
         if "Priority" in index:
             priority = _priority(cells[index["Priority"]])
@@ -491,11 +527,11 @@ class _LeadFileImport:
         length = self.headers_length + sum(map(len, sent.values()))
         if length > MAX_ROW_CHARS:
             raise _Rejected(f"row is {length} characters with its headers; CloudAgent allows at most {MAX_ROW_CHARS}")
-        first = self.seen.setdefault(phone, line)
-        if first != line:
-            self._duplicate(line, phone, f"repeats line {first}")
-            return None
-        return _Row(line, (phone, name or "", priority, expiry, agent_id, skill, extra, line), sent)
+        return _Row(
+            line,
+            (phone, name or "", priority, expiry, agent_id, skill, extra, line),
+            tuple(sent.get(h, "") for h in self.columns),
+        )
 
     def _reject(self, line: int, cells: list, reason: str) -> None:
         report = self.report
@@ -512,18 +548,34 @@ class _LeadFileImport:
 
     def _listed(self, rows: list, listed: list) -> None:
         for row in rows[: PREVIEW_ROWS - len(listed)]:
-            listed.append((row.line, [row.sent.get(h, "") for h in self.columns]))
+            listed.append((row.line, list(row.sent)))
 
     def _flush(self, chunk: list[_Row], lines_read: int) -> None:
-        """Sort a chunk into new, updated and duplicate rows against the campaign, and write it unless dry."""
+        """Sort a chunk into repeats of earlier lines, new, updated and duplicate rows against the campaign, and
+        write it unless dry. New rows are inserted first (ON CONFLICT DO NOTHING): only the few that were not are
+        looked up, rather than every number of the chunk."""
         update_existing = self.campaign.update_existing_on_import
-        with nullcontext() if self.dry_run else transaction.atomic():
-            existing = self.leads.existing([row.phone for row in chunk]) if chunk else {}
-            new, updates, written_before = [], [], []
+        report = self.report
+        with transaction.atomic():
+            repeats = self.leads.repeats(chunk) if chunk else {}
+            unique = []
             for row in chunk:
+                if row.line in repeats:
+                    self._duplicate(row.line, row.phone, f"repeats line {repeats[row.line]}")
+                else:
+                    unique.append(row)
+            inserted = self.leads.insert(unique) if unique and not self.dry_run else set()
+            others = [row for row in unique if row.phone not in inserted]
+            existing = self.leads.existing([row.phone for row in others]) if others else {}
+            new, updates, written_before = [row for row in unique if row.phone in inserted], [], []
+            for row in others:
                 found = existing.get(row.phone)
                 if found is None:
-                    new.append(row)
+                    # Dry: it would be new. Written: another import took the number and it went since.
+                    if self.dry_run:
+                        new.append(row)
+                    else:
+                        self._duplicate(row.line, row.phone, "already in the campaign")
                 elif self.lead_import_id is not None and found[1] == self.lead_import_id:
                     written_before.append(row)  # by this import, before a crash stopped it: resuming
                 elif update_existing and found[0] == LeadStatus.NEW:
@@ -532,24 +584,22 @@ class _LeadFileImport:
                     self._duplicate(row.line, row.phone, f"already in the campaign as a {found[0]} lead; not updated")
                 else:
                     self._duplicate(row.line, row.phone, "already in the campaign")
-            if not self.dry_run:
-                inserted = self.leads.insert([row.values for row in new]) if new else set()
-                # A number another import added since the lookup (PostgreSQL only: SQLite's IMMEDIATE transaction
-                # has held the write lock since the lookup) is a duplicate too.
-                for row in new:
-                    if row.phone not in inserted:
-                        self._duplicate(row.line, row.phone, "already in the campaign")
-                new = [row for row in new if row.phone in inserted]
-                updated = self.leads.update(self.update_fields, updates) if updates else 0
-                self.report.duplicates += len(updates) - updated
-            else:
+            if self.dry_run:
                 updated = len(updates)
-            self.report.imported += len(new) + len(written_before)
-            self.report.updated += updated
-            self._listed(new, self.report.new_rows)
-            self._listed([row for row, _extra in updates], self.report.updated_rows)
+            else:
+                updated = self.leads.update(self.update_fields, updates) if updates else 0
+                report.duplicates += len(updates) - updated
+            report.imported += len(new) + len(written_before)
+            report.updated += updated
+            self._listed(new, report.new_rows)
+            self._listed([row for row, _extra in updates], report.updated_rows)
             if self.progress:
                 self.progress(lines_read, max(lines_read, self.sheet.rows_estimate))
+
+
+def _batched(items: Iterator, size: int) -> Iterator[list]:
+    while batch := list(islice(items, size)):
+        yield batch
 
 
 def _columns(*names: str) -> list[str]:
@@ -557,8 +607,9 @@ def _columns(*names: str) -> list[str]:
 
 
 class _SqlLeads:
-    """The campaign's leads as an import sees them, a chunk at a time: which numbers it has, and the writes, with
-    multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING (SQLite 3.35+)."""
+    """The campaign's leads as an import sees them, a chunk at a time: which rows repeat an earlier line, which
+    numbers the campaign has, and the writes, with multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING (SQLite
+    3.35+). SQLite is for development and tests: the numbers seen so far are held in memory here."""
 
     BATCH = 500
     # Columns after the row's own: status, status_reason, source, lead_import, created_at, updated_at, campaign.
@@ -573,6 +624,22 @@ class _SqlLeads:
         self.table = connection.ops.quote_name(Lead._meta.db_table)
         self.conflict = ", ".join(_columns("campaign", "phone_number"))
         self.phone_column = _columns("phone_number")[0]
+        self.seen: dict[str, int] = {}
+
+    def start(self) -> None:
+        self.seen = {}
+
+    def finish(self) -> None:
+        self.seen = {}
+
+    def repeats(self, chunk: list[_Row]) -> dict[int, int]:
+        """line -> the earlier line of the file with the same number, for the chunk's rows that repeat one."""
+        found = {}
+        for row in chunk:
+            first = self.seen.setdefault(row.phone, row.line)
+            if first != row.line:
+                found[row.line] = first
+        return found
 
     def existing(self, phones: list[str]) -> dict[str, tuple[str, int | None, dict | None]]:
         """phone -> (status, the import that wrote it, extra if the campaign updates existing leads) for the numbers
@@ -588,13 +655,14 @@ class _SqlLeads:
         return (phone, name, priority, ops.adapt_datefield_value(expiry), agent_id, skill,
                 ops.adapt_json_value(extra, None), line)  # fmt: skip
 
-    def insert(self, rows: list[tuple]) -> set[str]:
+    def insert(self, rows: list[_Row]) -> set[str]:
+        """The numbers inserted; the others the campaign had already."""
         columns = ", ".join(_columns(*_ROW_FIELDS, *self.FIXED))
         width = len(_ROW_FIELDS) + len(self.FIXED)
         inserted = set()
         with connection.cursor() as cursor:
             for start in range(0, len(rows), self.BATCH):
-                batch = rows[start : start + self.BATCH]
+                batch = [row.values for row in rows[start : start + self.BATCH]]
                 values = ", ".join(["(" + ", ".join(["%s"] * width) + ")"] * len(batch))
                 params = [p for row in batch for p in (*self._adapt(row), *self.fixed)]
                 cursor.execute(
@@ -628,11 +696,47 @@ class _SqlLeads:
 
 
 class _PostgresLeads(_SqlLeads):
-    """COPY into a TEMP table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING: ~8x faster than
-    row inserts into the indexed leads table (perf-notes.md, Import). Lookups bind the chunk's numbers as one
-    array: an IN list of 5,000 parameters costs more to build and bind than to run."""
+    """Each chunk is COPYed into a TEMP table; the numbers seen so far are a TEMP table too, so an import of
+    millions of rows holds none of them in Python. New rows go in with one INSERT ... SELECT ... ON CONFLICT DO
+    NOTHING RETURNING: ~8x faster than row inserts into the indexed leads table (docs/performance.md, Import).
+    Lookups bind a chunk's numbers as one array: an IN list of 5,000 parameters costs more to build and bind than
+    to run."""
 
-    TEMP = "leadhub_import_rows"
+    STAGE = "leadhub_import_rows"
+    SEEN = "leadhub_import_seen"
+
+    def start(self) -> None:
+        """The TEMP tables live as long as the connection (a worker's may serve many imports): made afresh here."""
+        columns = ", ".join(_columns(*_ROW_FIELDS))
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {self.STAGE}, {self.SEEN}")
+            cursor.execute(f"CREATE TEMP TABLE {self.STAGE} AS SELECT {columns} FROM {self.table} WITH NO DATA")
+            cursor.execute(f"CREATE TEMP TABLE {self.SEEN} (phone text PRIMARY KEY, line integer NOT NULL)")
+
+    def finish(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {self.STAGE}, {self.SEEN}")
+
+    def repeats(self, chunk: list[_Row]) -> dict[int, int]:
+        """The chunk goes into the stage table; each number's first line goes into the seen table, unless an
+        earlier chunk put it there. A row is a repeat unless its line is its number's first."""
+        columns = ", ".join(_columns(*_ROW_FIELDS))
+        phone, line = _columns("phone_number", "source_line")
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {self.STAGE}")
+            with cursor.copy(f"COPY {self.STAGE} ({columns}) FROM STDIN") as copy:
+                for row in chunk:
+                    copy.write_row(self._adapt(row.values))
+            cursor.execute(
+                f"INSERT INTO {self.SEEN} (phone, line) SELECT {phone}, min({line}) FROM {self.STAGE} "
+                f"GROUP BY {phone} ON CONFLICT (phone) DO NOTHING RETURNING phone, line"
+            )
+            first = dict(cursor.fetchall())
+            earlier = [row.phone for row in chunk if row.phone not in first]
+            if earlier:
+                cursor.execute(f"SELECT phone, line FROM {self.SEEN} WHERE phone = ANY(%s)", [earlier])
+                first.update(cursor.fetchall())
+        return {row.line: first[row.phone] for row in chunk if first[row.phone] != row.line}
 
     def existing(self, phones: list[str]) -> dict[str, tuple[str, int | None, dict | None]]:
         columns = _columns("phone_number", "status", "lead_import", "extra")[: 4 if self.with_extra else 3]
@@ -648,24 +752,18 @@ class _PostgresLeads(_SqlLeads):
                 for phone, status, source, *extra in cursor
             }
 
-    def insert(self, rows: list[tuple]) -> set[str]:
+    def insert(self, rows: list[_Row]) -> set[str]:
+        """The rows are in the stage table already (`repeats` put them there): insert those of these lines."""
         columns = ", ".join(_columns(*_ROW_FIELDS))
         fixed = ", ".join(_columns(*self.FIXED))
+        line = _columns("source_line")[0]
+        # Typed parameters: an untyped NULL or literal in a SELECT list would be read as text.
+        typed = ", ".join(f"CAST(%s AS {Lead._meta.get_field(name).db_type(connection)})" for name in self.FIXED)
         with connection.cursor() as cursor:
-            # ON COMMIT DELETE ROWS empties it with each chunk's transaction; it lives as long as the connection.
             cursor.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {self.TEMP} ON COMMIT DELETE ROWS "
-                f"AS SELECT {columns} FROM {self.table} WITH NO DATA"
-            )
-            with cursor.copy(f"COPY {self.TEMP} ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(self._adapt(row))
-            # Typed parameters: an untyped NULL or literal in a SELECT list would be read as text.
-            typed = ", ".join(f"CAST(%s AS {Lead._meta.get_field(name).db_type(connection)})" for name in self.FIXED)
-            cursor.execute(
-                f"INSERT INTO {self.table} ({columns}, {fixed}) SELECT {columns}, {typed} FROM {self.TEMP} "
-                f"ON CONFLICT ({self.conflict}) DO NOTHING RETURNING {self.phone_column}",
-                self.fixed,
+                f"INSERT INTO {self.table} ({columns}, {fixed}) SELECT {columns}, {typed} FROM {self.STAGE} "
+                f"WHERE {line} = ANY(%s) ON CONFLICT ({self.conflict}) DO NOTHING RETURNING {self.phone_column}",
+                [*self.fixed, [row.line for row in rows]],
             )
             return {phone for (phone,) in cursor.fetchall()}
 
