@@ -557,6 +557,7 @@ class _LeadFileImport:
         update_existing = self.campaign.update_existing_on_import
         report = self.report
         with transaction.atomic():
+            self.leads.relax_commit()
             repeats = self.leads.repeats(chunk) if chunk else {}
             unique = []
             for row in chunk:
@@ -634,6 +635,9 @@ class _SqlLeads:
 
     def start(self) -> None:
         self.seen = {}
+
+    def relax_commit(self) -> None:
+        """Nothing to relax on SQLite."""
 
     def finish(self) -> None:
         self.seen = {}
@@ -715,6 +719,13 @@ class _PostgresLeads(_SqlLeads):
     def finish(self) -> None:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.STAGE}, {self.SEEN}")
+
+    def relax_commit(self) -> None:
+        """A chunk's commit need not wait for its WAL to reach the disk (PostgreSQL's asynchronous commit): a
+        crash can lose at most the last few chunks, never consistency, and a resumed import writes them again
+        (rows carry their import). It saves a disk flush per chunk."""
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
 
     def repeats(self, chunk: list[_Row]) -> dict[int, int]:
         """The chunk goes into the stage table; each number's first line goes into the seen table, unless an
