@@ -86,9 +86,9 @@ def test_the_operators_choice_wins_over_the_profile():
 
 
 def test_a_remembered_mapping_is_offered_again():
-    proposal = _proposal("excel_sheet.xlsx", remembered={"Remarks": "Priority", "Mobile No.": "PhoneNumber"})
+    proposal = _proposal("excel_sheet.xlsx", remembered={"remarks": "Priority", "mobileno": "PhoneNumber"})
     assert _fields(proposal) == {"Mobile No.": "PhoneNumber", "Customer Name": "Name", "Remarks": "Priority"}
-    assert next(c for c in proposal.columns if c.header == "Remarks").reason == "your last mapping of this header"
+    assert next(c for c in proposal.columns if c.header == "Remarks").reason == "your last mapping of this file"
 
 
 def test_a_single_column_of_phone_numbers_is_proposed_with_its_reason():
@@ -125,7 +125,7 @@ def test_a_weaker_source_never_takes_a_field_first():
 
 @pytest.mark.parametrize(
     "chosen, message",
-    [({"PhoneNumber": "NOPE"}, "the file has no column 'NOPE'"), ({"City": "SENDER_CITY"}, "'City' is not a field")],
+    [({"NOPE": "PhoneNumber"}, "the file has no column 'NOPE'"), ({"SENDER_CITY": "City"}, "'City' is not a field")],
 )
 def test_a_choice_naming_nothing_is_an_error(chosen, message):
     with pytest.raises(MappingError, match=message):

@@ -9,6 +9,7 @@ reported for the operator to choose from -- never picked silently.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ IGNORE = "ignore"
 # A column is a phone candidate when at least this share of its sampled, non-empty values are phone numbers.
 CANDIDATE_SHARE = 0.6
 SAMPLE_VALUES = 3
+REMEMBERED = "your last mapping of this file"
 
 
 class MappingError(ValueError):
@@ -91,13 +93,20 @@ def _phone_share(values: Sequence[str], region: str) -> float | None:
     return good / len(values)
 
 
-def _resolve_header(header: Sequence[str], wanted: str) -> int:
+def resolve_header(header: Sequence[str], wanted: str) -> str:
+    """The file's header an operator means: the exact text, else the one equal once case, spaces, underscores,
+    dots and hyphens are dropped."""
     if wanted in header:
-        return list(header).index(wanted)
-    keys = [header_key(h) for h in header]
-    if header_key(wanted) in keys:
-        return keys.index(header_key(wanted))
+        return wanted
+    for name in header:
+        if header_key(name) == header_key(wanted):
+            return name
     raise MappingError(f"the file has no column '{wanted}' (it has {', '.join(repr(h) for h in header if h)})")
+
+
+def header_signature(header: Sequence[str]) -> str:
+    """What makes two files "the same export" for remembering a mapping: their headers, compared as keys."""
+    return hashlib.sha256("\x1f".join(header_key(h) for h in header).encode()).hexdigest()
 
 
 def propose_mapping(
@@ -109,8 +118,9 @@ def propose_mapping(
     chosen: Mapping[str, str] | None = None,
     remembered: Mapping[str, str] | None = None,
 ) -> MappingProposal:
-    """`chosen` is field -> header from the operator (the CLI's --column), which wins over everything; `remembered`
-    is header -> field from the operator's last mapping of a file with this header, which wins over the rest."""
+    """`chosen` is header -> field from the operator for this file (the admin's mapping step, the CLI's --column),
+    which wins over everything; `remembered` is header key -> field from the operator's last mapping of a file
+    with this header, which wins over the rest."""
     fields = set(column_map) | {EXTRA, IGNORE}
     profile = recognise(header)
     by_map = {header_key(name): name for name in column_map}
@@ -143,10 +153,11 @@ def propose_mapping(
         column.field, column.reason = target, reason
 
     chosen_positions: dict[int, str] = {}
-    for target, wanted in (chosen or {}).items():
+    for wanted, target in (chosen or {}).items():
         if target not in fields:
-            raise MappingError(f"'{target}' is not a field of this campaign (its map is {', '.join(column_map)})")
-        chosen_positions[_resolve_header(header, wanted)] = target
+            choices = ", ".join([*column_map, EXTRA, IGNORE])
+            raise MappingError(f"'{target}' is not a field of this campaign (choose one of {choices})")
+        chosen_positions[list(header).index(resolve_header(header, wanted))] = target
     label = profile.label if profile else ""
     remembered = remembered or {}
     # One pass per source, strongest first, so a weaker source never takes a field before a stronger one just
@@ -154,8 +165,8 @@ def propose_mapping(
     passes = (
         lambda c, key: (chosen_positions.get(c.position), "your choice"),
         lambda c, key: (
-            remembered.get(c.header) if remembered.get(c.header) in fields else None,
-            "your last mapping of this header",
+            remembered.get(key) if remembered.get(key) in fields else None,
+            "your last mapping of this file",
         ),
         lambda c, key: (IGNORE if key in profile_never else None, f"never a lead's field in the {label}"),
         lambda c, key: (by_map.get(key), "the campaign's column map"),
@@ -172,7 +183,7 @@ def propose_mapping(
             if target is not None:
                 assign(column, target, reason)
     if "PhoneNumber" not in taken:
-        operators = ("your choice", "your last mapping of this header")
+        operators = ("your choice", REMEMBERED)
         free = [c for c in columns if c.is_phone_candidate and c.field in (EXTRA, IGNORE) and c.reason not in operators]
         if len(free) == 1:
             assign(free[0], "PhoneNumber", f"its values are phone numbers ({free[0].phone_share:.0%} of a sample)")
