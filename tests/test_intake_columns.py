@@ -77,7 +77,7 @@ def test_indiamart_never_takes_the_sellers_own_number():
 
 def test_the_operators_choice_wins_over_the_profile():
     proposal = _proposal(
-        "indiamart_lead_manager.csv", chosen={"PhoneNumber": "SENDER_MOBILE_ALT", "Name": "SENDER_COMPANY"}
+        "indiamart_lead_manager.csv", chosen={"SENDER_MOBILE_ALT": "PhoneNumber", "sender company": "Name"}
     )
     fields = _fields(proposal)
     assert fields["SENDER_MOBILE_ALT"] == "PhoneNumber" and fields["SENDER_COMPANY"] == "Name"
