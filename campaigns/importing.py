@@ -8,7 +8,8 @@ chunk in the database, so a campaign of millions of leads costs no memory. Servi
 touches the LeadImport record (campaigns.services owns that).
 """
 
-import codecs
+from __future__ import annotations
+
 import csv
 import json
 import re
@@ -17,17 +18,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.db import connection, transaction
 from django.utils import timezone
 from python_calamine import CalamineError, CalamineWorkbook
 
+from campaigns.intake.encodings import FileEncodingError, detect_encoding
 from campaigns.intake.parallel import map_in_child
 from campaigns.intake.phones import phone_normalizer
 from campaigns.models import Campaign, Lead, LeadStatus
 from campaigns.normalize import PhoneError, clean_name, format_phone
+
+if TYPE_CHECKING:  # campaigns.intake.columns reads this module's aliases and cells
+    from campaigns.intake.columns import MappingProposal
 
 CHUNK_ROWS = 5000
 # From this many lines on, rows are checked in a child process while this one writes (campaigns.intake.parallel).
@@ -36,7 +42,6 @@ PARALLEL_ROWS = 20_000
 MAX_ROW_CHARS = 2000
 # Rows of each kind (new, updated, duplicate, rejected, warning) a report keeps to show; its counts are complete.
 PREVIEW_ROWS = 1000
-ENCODING_PASS_BYTES = 1 << 20
 SNIFF_CHARS = 64 * 1024
 
 # File extension -> reader; the admin's format choice and the CLI's --format use the same names.
@@ -118,6 +123,12 @@ class Sheet:
     rows: Iterator[tuple[int, list]]
     rows_estimate: int
 
+    def peek(self, count: int) -> list[list]:
+        """The cells of the first `count` rows, which `rows` still yields: what the column proposal looks at."""
+        first = list(islice(self.rows, count))
+        self.rows = chain(first, self.rows)
+        return [cells for _line, cells in first]
+
 
 def _cell(value: object) -> object:
     """A spreadsheet or JSON value as text; dates stay dates. Excel stores 9876543210 as 9876543210.0."""
@@ -154,27 +165,13 @@ def _sheet(numbered_rows: Iterator[tuple[int, list]], estimate: int) -> Sheet:
 
 
 def _detect_encoding(path: Path) -> tuple[str, int]:
-    """UTF-8 (with or without BOM) if every byte of the file decodes as UTF-8, else Windows-1252, else Latin-1
-    (which decodes anything). The whole file is checked, in one cheap pass, so a stray byte on line 90,000 cannot
-    stop the import half-way. Also returns the number of lines, as the progress bar's estimate."""
-    with path.open("rb") as f:
-        head = f.read(3)
-        for encoding in ("utf-8", "cp1252"):
-            decoder = codecs.getincrementaldecoder(encoding)()
-            f.seek(0)
-            lines, last = 0, b"\n"
-            try:
-                while chunk := f.read(ENCODING_PASS_BYTES):
-                    decoder.decode(chunk)
-                    lines += chunk.count(b"\n")
-                    last = chunk[-1:]
-                decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
-                continue
-            if encoding == "utf-8" and head == codecs.BOM_UTF8:
-                encoding = "utf-8-sig"
-            return encoding, lines + (last != b"\n")
-    return "latin-1", lines + (last != b"\n")
+    """The file's encoding (campaigns.intake.encodings: byte-order marks, UTF-16/32 without one, UTF-8, legacy
+    code pages) and its number of lines, the progress bar's estimate."""
+    try:
+        found = detect_encoding(path)
+    except FileEncodingError as exc:
+        raise ImportFileError(str(exc)) from None
+    return found.codec, found.lines
 
 
 def _sniff_delimiter(sample: str) -> str:
@@ -267,39 +264,6 @@ def open_sheet(path: str | Path, file_format: str) -> Iterator[Sheet]:
 # ---------------------------------------------------------------------------------------------------- headers
 
 
-@dataclass
-class ColumnMapping:
-    """Where each of the campaign's columns is in the file; the other columns are ignored with a warning."""
-
-    index: dict[str, int]
-    warnings: list[str]
-
-
-def map_columns(header: list[str], column_map: list[str]) -> ColumnMapping:
-    """The campaign's own header names win over the aliases, so a custom column called "Contact" stays custom."""
-    by_key = {header_key(name): name for name in column_map}
-    aliases = {header_key(alias): std for std, names in ALIASES.items() for alias in (std, *names)}
-    index: dict[str, int] = {}
-    warnings = []
-    for position, name in enumerate(header):
-        key = header_key(name)
-        if not key:
-            warnings.append(f"column {position + 1} has no header; ignored")
-            continue
-        target = by_key.get(key) or aliases.get(key)
-        if target is None or target not in column_map:
-            warnings.append(f"column '{name}' is not in the campaign's column map; ignored")
-        elif target in index:
-            warnings.append(f"column '{name}' ignored: column '{header[index[target]]}' already gives {target}")
-        else:
-            index[target] = position
-    if "PhoneNumber" not in index:
-        expected = ", ".join(["PhoneNumber", *ALIASES["PhoneNumber"]])
-        found = ", ".join(f"'{h}'" for h in header if h) or "none"
-        raise ImportFileError(f"no phone number column: the header row needs one of {expected} (it has {found})")
-    return ColumnMapping(index=index, warnings=warnings)
-
-
 # ---------------------------------------------------------------------------------------------------- rows
 
 
@@ -363,6 +327,9 @@ class ImportReport:
 
     columns: list[str]
     header: list[str] = field(default_factory=list)
+    # The export recognised (a source profile's label), and (header, field, why) for every column of the file.
+    profile: str = ""
+    mapped: list = field(default_factory=list)
     rows: int = 0
     imported: int = 0
     updated: int = 0
@@ -422,6 +389,7 @@ class _LeadFileImport:
         *,
         campaign: Campaign,
         sheet: Sheet,
+        mapping: MappingProposal,
         lead_import_id: int | None,
         dry_run: bool,
         on_reject: Callable[[int, list, str], None] | None,
@@ -433,9 +401,14 @@ class _LeadFileImport:
         self.on_reject = on_reject
         self.progress = progress
         self.columns = list(campaign.column_map)
-        self.mapping = map_columns(sheet.header, self.columns)
-        self.report = ImportReport(columns=self.columns, header=sheet.header)
-        for message in self.mapping.warnings:
+        self.mapping = mapping
+        self.report = ImportReport(
+            columns=self.columns,
+            header=sheet.header,
+            profile=mapping.profile.label if mapping.profile else "",
+            mapped=[(c.header, c.field, c.reason) for c in mapping.columns],
+        )
+        for message in mapping.warnings:
             self.report.warn(None, message)
         self.region = campaign.phone_region
         self.normalize_phone = phone_normalizer(self.region).normalize
@@ -447,8 +420,12 @@ class _LeadFileImport:
         self.lead_import_id = lead_import_id
         self.leads = leads(campaign.pk, lead_import_id, with_extra=campaign.update_existing_on_import)
         index = self.mapping.index
+        # The campaign's other map columns: sent to CloudAgent and kept on the lead; the columns the operator keeps
+        # as extra fields: kept on the lead only.
         self.extras = [(h, i) for h, i in index.items() if h not in _FIELD_OF and h != "PhoneNumber"]
-        self.update_fields = [_FIELD_OF[h] for h in index if h in _FIELD_OF] + (["extra"] if self.extras else [])
+        self.kept = mapping.extras
+        stored_extra = ["extra"] if self.extras or self.kept else []
+        self.update_fields = [_FIELD_OF[h] for h in index if h in _FIELD_OF] + stored_extra
 
     def run(self) -> ImportReport:
         """Check the rows a batch at a time (in a child process for a big file, so checking the next batch overlaps
@@ -527,6 +504,8 @@ class _LeadFileImport:
         extra = {}
         for header, i in self.extras:
             extra[header] = sent[header] = cell_text(cells[i]).strip()
+        for header, i in self.kept:
+            extra[header] = cell_text(cells[i]).strip()
         length = self.headers_length + sum(map(len, sent.values()))
         if length > MAX_ROW_CHARS:
             raise _Rejected(f"row is {length} characters with its headers; CloudAgent allows at most {MAX_ROW_CHARS}")
@@ -782,16 +761,19 @@ def import_sheet(
     *,
     campaign: Campaign,
     sheet: Sheet,
+    mapping: MappingProposal,
     dry_run: bool,
     lead_import_id: int | None = None,
     on_reject: Callable[[int, list, str], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
-    """Check and (unless dry_run) write every row of an opened sheet. `on_reject(line, cells, reason)` sees every
+    """Check and (unless dry_run) write every row of an opened sheet, its columns taken as `mapping` says (see
+    campaigns.intake.columns). `on_reject(line, cells, reason)` sees every
     rejected row; `progress(lines_read, lines_expected)` is called after each chunk, inside its transaction."""
     return _LeadFileImport(
         campaign=campaign,
         sheet=sheet,
+        mapping=mapping,
         lead_import_id=lead_import_id,
         dry_run=dry_run,
         on_reject=on_reject,

@@ -13,16 +13,21 @@ from django.utils import timezone
 from campaigns.importing import (
     ImportFileError,
     ImportReport,
+    Sheet,
     cell_text,
     detect_format,
+    header_key,
     import_sheet,
-    map_columns,
     open_sheet,
 )
-from campaigns.models import DOMESTIC_BASE_URL, Campaign, CloudAgentAccount, Lead, LeadImport
+from campaigns.intake.columns import MappingError, MappingProposal, header_signature, propose_mapping
+from campaigns.models import DOMESTIC_BASE_URL, Campaign, CloudAgentAccount, ColumnMappingChoice, Lead, LeadImport
+from campaigns.selectors import column_mapping_remembered
 
 # LeadImport.errors keeps this many {line, reason}; the rejected-rows file has every one.
 IMPORT_ERRORS_KEPT = 200
+# Rows the column proposal reads to tell which columns hold phone numbers.
+MAPPING_SAMPLE_ROWS = 200
 
 
 @transaction.atomic
@@ -75,35 +80,92 @@ class LeadImportError(Exception):
     """An import cannot do what was asked in its current state; the message is for the operator."""
 
 
+def lead_import_mapping(
+    *, campaign: Campaign, sheet: Sheet, column_choice: dict[str, str] | None = None
+) -> MappingProposal:
+    """Which column becomes which field (campaigns.intake.columns): the operator's choice for this file, else their
+    last mapping of a file with this header, the campaign's map, a known export, the aliases and the columns'
+    content. Raises ImportFileError when the choice names nothing or no phone column can be decided."""
+    remembered = column_mapping_remembered(campaign=campaign, header_signature=header_signature(sheet.header))
+    try:
+        proposal = propose_mapping(
+            header=sheet.header,
+            sample_rows=sheet.peek(MAPPING_SAMPLE_ROWS),
+            column_map=campaign.column_map,
+            region=campaign.phone_region,
+            chosen=column_choice,
+            remembered=remembered,
+        )
+    except MappingError as exc:
+        raise ImportFileError(str(exc)) from None
+    if problem := proposal.phone_problem():
+        raise ImportFileError(problem)
+    return proposal
+
+
+def column_mapping_remember(*, campaign: Campaign, mapping: MappingProposal) -> None:
+    """Keep the operator's mapping of this header for the next file with it (the columns without a header have no
+    key to remember them by)."""
+    header = [c.header for c in mapping.columns]
+    ColumnMappingChoice.objects.update_or_create(
+        campaign=campaign,
+        header_signature=header_signature(header),
+        defaults={
+            "header": header,
+            "mapping": {header_key(c.header): c.field for c in mapping.columns if header_key(c.header)},
+            "updated_at": timezone.now(),
+        },
+    )
+
+
 def lead_import_preview(
     *,
     campaign: Campaign,
     path: str | Path,
     file_name: str,
     file_format: str = "",
+    column_choice: dict[str, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
     """A dry run over the whole file: every row is checked and looked up in the campaign, and nothing is written,
     not even an import record. Raises ImportFileError for a problem with the file as a whole."""
     with open_sheet(path, detect_format(file_name, file_format)) as sheet:
-        return import_sheet(campaign=campaign, sheet=sheet, dry_run=True, progress=progress)
+        mapping = lead_import_mapping(campaign=campaign, sheet=sheet, column_choice=column_choice)
+        return import_sheet(campaign=campaign, sheet=sheet, mapping=mapping, dry_run=True, progress=progress)
 
 
 def lead_import_create(
-    *, campaign: Campaign, path: str | Path, file_name: str, file_format: str = "", created_by=None
+    *,
+    campaign: Campaign,
+    path: str | Path,
+    file_name: str,
+    file_format: str = "",
+    column_choice: dict[str, str] | None = None,
+    created_by=None,
 ) -> LeadImport:
     """The import's record, with its own copy of the file: the admin's temporary upload or the CLI's path may be
-    gone before a background job reads it. The header is checked first, so a file-level problem raises
-    ImportFileError with nothing written. `rows` starts as an estimate (for the progress bar) and ends exact."""
+    gone before a background job reads it. The columns are mapped first, so a file-level problem raises
+    ImportFileError with nothing written; an operator's choice of columns is kept with the import (a background
+    run reads it) and remembered for the next file with this header. `rows` starts as an estimate (for the
+    progress bar) and ends exact."""
     fmt = detect_format(file_name, file_format)
     with open_sheet(path, fmt) as sheet:
-        map_columns(sheet.header, campaign.column_map)
+        mapping = lead_import_mapping(campaign=campaign, sheet=sheet, column_choice=column_choice)
         estimate = sheet.rows_estimate
     name = Path(file_name).name
-    lead_import = LeadImport(campaign=campaign, file_name=name, file_format=fmt, created_by=created_by, rows=estimate)
+    lead_import = LeadImport(
+        campaign=campaign,
+        file_name=name,
+        file_format=fmt,
+        created_by=created_by,
+        rows=estimate,
+        column_choice=column_choice or {},
+    )
     with open(path, "rb") as f:
         lead_import.file.save(name, File(f), save=False)
     lead_import.save()
+    if column_choice:
+        column_mapping_remember(campaign=campaign, mapping=mapping)
     return lead_import
 
 
@@ -183,9 +245,13 @@ def lead_import_run(*, lead_import: LeadImport, progress: Callable[[int, int], N
         ):
             writer = csv.writer(rejected)
             writer.writerow([*sheet.header, "line", "reason"])
+            mapping = lead_import_mapping(
+                campaign=lead_import.campaign, sheet=sheet, column_choice=lead_import.column_choice
+            )
             report = import_sheet(
                 campaign=lead_import.campaign,
                 sheet=sheet,
+                mapping=mapping,
                 dry_run=False,
                 lead_import_id=lead_import.pk,
                 on_reject=lambda line, cells, reason: writer.writerow([*map(cell_text, cells), line, reason]),

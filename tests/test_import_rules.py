@@ -390,8 +390,7 @@ def test_a_big_file_is_checked_in_a_child_process_with_the_same_outcome(campaign
     path = lead_file(rows)
 
     def outcome():
-        with importing.open_sheet(path, "csv") as sheet:
-            report = importing.import_sheet(campaign=campaign, sheet=sheet, dry_run=True)
+        report = lead_import_preview(campaign=campaign, path=path, file_name=path.name)
         return report.counts(), report.duplicate_rows, report.rejected_rows, report.warning_list, report.new_rows
 
     monkeypatch.setattr(importing, "CHUNK_ROWS", 4)

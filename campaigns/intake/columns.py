@@ -24,6 +24,7 @@ IGNORE = "ignore"
 CANDIDATE_SHARE = 0.6
 SAMPLE_VALUES = 3
 REMEMBERED = "your last mapping of this file"
+NOT_IN_MAP = "not in the campaign's column map"
 
 
 class MappingError(ValueError):
@@ -72,8 +73,8 @@ class MappingProposal:
         if not candidates:
             found = ", ".join(f"'{c.header}'" for c in self.columns if c.header) or "none"
             return (
-                f"no phone number column: no header is one of {aliases}, and no column holds mostly phone numbers "
-                f"(the file has {found})"
+                f"no phone number column: the header row needs one of {aliases} (it has {found}), "
+                "and no column holds mostly phone numbers"
             )
         named = ", ".join(f"'{c.header}' ({c.phone_share:.0%} phone numbers)" for c in candidates)
         return f"no phone number column decided: several columns hold phone numbers: {named}; choose one"
@@ -189,10 +190,14 @@ def propose_mapping(
             assign(free[0], "PhoneNumber", f"its values are phone numbers ({free[0].phone_share:.0%} of a sample)")
     proposal = MappingProposal(profile=profile, columns=columns)
     for column in columns:
-        if not column.reason:
-            column.reason = "not in the campaign's column map" if header_key(column.header) else "no header"
-        if column.field == IGNORE and column.header:
-            proposal.warnings.append(f"column '{column.header}' ignored: {column.reason}")
-        elif column.field == IGNORE:
+        if column.field != IGNORE:
+            continue
+        if not header_key(column.header):
+            column.reason = "no header"
             proposal.warnings.append(f"column {column.position + 1} has no header; ignored")
+        elif not column.reason:
+            column.reason = NOT_IN_MAP
+            proposal.warnings.append(f"column '{column.header}' is not in the campaign's column map; ignored")
+        else:
+            proposal.warnings.append(f"column '{column.header}' ignored: {column.reason}")
     return proposal

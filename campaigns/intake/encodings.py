@@ -26,6 +26,7 @@ from charset_normalizer import from_bytes
 
 PASS_BYTES = 1 << 20
 SAMPLE_BYTES = 64 * 1024
+MIN_COHERENCE = 0.2  # charset-normalizer's share of the text that reads as some language
 # (mark, codec that consumes it, the byte order it announces)
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32", "utf-32-le"),
@@ -112,13 +113,20 @@ def _fail(codec: str, label: str, exc: UnicodeDecodeError) -> FileEncodingError:
 
 def _legacy(path: Path, sample: bytes) -> str:
     """The code page for a file that is not UTF-8 (see the module docstring for why Windows-1252 is preferred)."""
-    best = from_bytes(sample).best()
-    proposed = best.encoding if best is not None else "cp1252"
-    try:
-        same_as_1252 = sample.decode(proposed, errors="replace") == sample.decode("cp1252", errors="replace")
-    except LookupError:
-        same_as_1252 = True
-    for codec in ("cp1252", proposed) if same_as_1252 else (proposed, "cp1252"):
+    matches = from_bytes(sample)
+    best = matches.best()
+    # charset-normalizer files code pages that read the sample alike under one match.
+    ours = next((m for m in matches if "cp1252" in m.could_be_from_charset), None)
+    # A few accented names give charset-normalizer little to go on: it then ranks many code pages equal and picks
+    # any (an Urdu or a Japanese one, say). Another code page is taken only when it reads the sample as a language
+    # (coherence) and clearly better than Windows-1252 does.
+    if best is None or best.coherence < MIN_COHERENCE:
+        proposed = "cp1252"
+    elif ours is not None and ours.chaos <= best.chaos + 0.1 and ours.coherence >= best.coherence - 0.1:
+        proposed = "cp1252"
+    else:
+        proposed = best.encoding
+    for codec in dict.fromkeys((proposed, "cp1252")):
         try:
             _decode_whole(path, codec)
         except (UnicodeDecodeError, LookupError):
