@@ -112,7 +112,7 @@ def test_several_phone_columns_are_reported_never_chosen():
 
 def test_no_phone_anywhere_names_the_columns():
     proposal = propose_mapping(header=["Buyer", "City"], sample_rows=[["A", "Pune"]], column_map=MAP, region="IN")
-    assert "no column holds mostly phone numbers (the file has 'Buyer', 'City')" in proposal.phone_problem()
+    assert "(it has 'Buyer', 'City'), and no column holds mostly phone numbers" in proposal.phone_problem()
 
 
 def test_a_weaker_source_never_takes_a_field_first():
