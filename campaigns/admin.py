@@ -1,11 +1,13 @@
 """The product's face: accounts, campaigns and leads, built to stay fast with millions of leads."""
 
+import json
 import logging
 import os
 import tempfile
 from collections import Counter
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -24,14 +26,18 @@ from import_export.tmp_storages import TempFolderStorage
 
 from campaigns.exporting import leads_export_csv, leads_export_xlsx
 from campaigns.forms import LeadConfirmImportForm, LeadImportForm
+from campaigns.import_mapping import ColumnMappingForm, column_choice_from
 from campaigns.importing import ALIASES, ImportFileError
 from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
 from campaigns.normalize import PhoneError, normalize_phone
 from campaigns.resources import LeadExportResource
 from campaigns.services import (
     LeadImportError,
+    lead_import_confirm,
     lead_import_create,
     lead_import_preview,
+    lead_import_preview_start,
+    lead_import_propose,
     lead_import_resume,
     lead_import_start,
     lead_import_undo,
@@ -306,30 +312,20 @@ class LeadImportExportMixin(ImportExportMixin):
         return self.get_import_formats()[int(choice)]().get_title()
 
     def import_action(self, request, **kwargs):
+        """Upload, then the column-mapping step, then the preview (a dry run; in the background for a big file),
+        then Confirm. The file waits in the upload's temporary storage between the steps."""
         if not self.has_import_permission(request):
             raise PermissionDenied
-        form = self.create_import_form(request)
         context = self.get_import_context_data()
-        if request.method == "POST" and form.is_valid():
-            upload = form.cleaned_data["import_file"]
-            # The stock view's tmp storage, written chunk by chunk: its save() takes the whole file at once.
-            with tempfile.NamedTemporaryFile(prefix="leadhub-import-", delete=False) as f:
-                for chunk in upload.chunks():
-                    f.write(chunk)
-            storage = TempFolderStorage(name=os.path.basename(f.name))
-            try:
-                context["report"] = lead_import_preview(
-                    campaign=form.cleaned_data["campaign"],
-                    path=storage.get_full_path(),
-                    file_name=upload.name,
-                    file_format=self._format_name(form.cleaned_data["format"]),
-                )
-            except ImportFileError as exc:
-                storage.remove()
-                form.add_error("import_file", str(exc))
-            else:
-                upload.tmp_storage_name = storage.name
-                context["confirm_form"] = self.create_confirm_form(request, import_form=form)
+        if request.method == "POST" and "column_mapping" in request.POST:
+            form = self.create_import_form(request)
+            response = self._mapped(request, context)
+            if response is not None:
+                return response
+        else:
+            form = self.create_import_form(request)
+            if request.method == "POST" and form.is_valid():
+                self._uploaded(request, form, context)
         context.update(
             self.admin_site.each_context(request),
             title="Import leads",
@@ -340,6 +336,109 @@ class LeadImportExportMixin(ImportExportMixin):
         )
         request.current_app = self.admin_site.name
         return TemplateResponse(request, [self.import_template_name], context)
+
+    def _uploaded(self, request, form, context) -> None:
+        """Step 1 -> 2: keep the upload, propose a field for every column."""
+        upload = form.cleaned_data["import_file"]
+        campaign = form.cleaned_data["campaign"]
+        # The stock view's tmp storage, written chunk by chunk: its save() takes the whole file at once.
+        with tempfile.NamedTemporaryFile(prefix="leadhub-import-", delete=False) as f:
+            for chunk in upload.chunks():
+                f.write(chunk)
+        storage = TempFolderStorage(name=os.path.basename(f.name))
+        file_format = self._format_name(form.cleaned_data["format"])
+        try:
+            proposal, _estimate = lead_import_propose(
+                campaign=campaign, path=storage.get_full_path(), file_name=upload.name, file_format=file_format
+            )
+        except ImportFileError as exc:
+            storage.remove()
+            form.add_error("import_file", str(exc))
+            return
+        hidden = {
+            "campaign": campaign.pk,
+            "import_file_name": storage.name,
+            "original_file_name": upload.name,
+            "format": form.cleaned_data["format"],
+        }
+        header = [c.header for c in proposal.columns]
+        context["mapping_form"] = ColumnMappingForm(initial=hidden, campaign=campaign, header=header, proposal=proposal)
+        context.update(proposal=proposal, phone_problem=proposal.phone_problem(), mapping_file_name=upload.name)
+
+    def _mapped(self, request, context):
+        """Step 2 -> 3: the operator's mapping; a preview now, or in the background for a big file."""
+        import_url = reverse("admin:campaigns_lead_import", current_app=self.admin_site.name)
+        campaign = Campaign.objects.filter(pk=request.POST.get("campaign")).first()
+        storage = TempFolderStorage(name=os.path.basename(request.POST.get("import_file_name", "")))
+        if campaign is None or not os.path.exists(storage.get_full_path()):
+            self.message_user(request, "The uploaded file is gone; upload it again.", messages.ERROR)
+            return redirect(import_url)
+        file_name = request.POST.get("original_file_name", "")
+        file_format = self._format_name(request.POST.get("format", "0"))
+        try:
+            proposal, estimate = lead_import_propose(
+                campaign=campaign, path=storage.get_full_path(), file_name=file_name, file_format=file_format
+            )
+        except ImportFileError as exc:
+            storage.remove()
+            self.message_user(request, str(exc), messages.ERROR)
+            return redirect(import_url)
+        header = [c.header for c in proposal.columns]
+        mapping_form = ColumnMappingForm(request.POST, campaign=campaign, header=header, proposal=proposal)
+        if not mapping_form.is_valid():
+            context.update(
+                mapping_form=mapping_form,
+                proposal=proposal,
+                phone_problem=proposal.phone_problem(),
+                mapping_file_name=file_name,
+            )
+            return None
+        choice = mapping_form.column_choice()
+        if estimate > settings.LEADHUB_IMPORT_BACKGROUND_ROWS:
+            try:
+                lead_import = lead_import_create(
+                    campaign=campaign,
+                    path=storage.get_full_path(),
+                    file_name=file_name,
+                    file_format=file_format,
+                    column_choice=choice,
+                    created_by=request.user,
+                    preview=True,
+                )
+            except ImportFileError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return redirect(import_url)
+            finally:
+                storage.remove()
+            lead_import_preview_start(lead_import=lead_import)
+            self.message_user(request, "The preview runs in the background; this page shows its progress.")
+            url = reverse("admin:campaigns_leadimport_change", args=[lead_import.pk], current_app=self.admin_site.name)
+            return redirect(url)
+        try:
+            context["report"] = lead_import_preview(
+                campaign=campaign,
+                path=storage.get_full_path(),
+                file_name=file_name,
+                file_format=file_format,
+                column_choice=choice,
+            )
+        except ImportFileError as exc:
+            context.update(
+                mapping_form=mapping_form, proposal=proposal, phone_problem=str(exc), mapping_file_name=file_name
+            )
+            return None
+        context["confirm_form"] = LeadConfirmImportForm(
+            initial={
+                "import_file_name": storage.name,
+                "original_file_name": file_name,
+                "format": request.POST.get("format", "0"),
+                "resource": "0",
+                "campaign": campaign.pk,
+                "column_choice": json.dumps(choice),
+            }
+        )
+        context["preview_campaign"] = campaign
+        return None
 
     @method_decorator(require_POST)
     def process_import(self, request, **kwargs):
@@ -362,6 +461,7 @@ class LeadImportExportMixin(ImportExportMixin):
                 path=storage.get_full_path(),
                 file_name=form.cleaned_data["original_file_name"],
                 file_format=self._format_name(form.cleaned_data["format"]),
+                column_choice=column_choice_from(form.cleaned_data["column_choice"]),
                 created_by=request.user,
             )
         except ImportFileError as exc:
@@ -486,6 +586,11 @@ class LeadImportAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.resume_view),
                 name="campaigns_leadimport_resume",
             ),
+            path(
+                "<int:object_id>/confirm/",
+                self.admin_site.admin_view(self.confirm_view),
+                name="campaigns_leadimport_confirm",
+            ),
             *super().get_urls(),
         ]
 
@@ -515,6 +620,21 @@ class LeadImportAdmin(admin.ModelAdmin):
         else:
             done = "resumed in the background" if background else f"resumed: {lead_import.message}"
             self.message_user(request, f"Import {done}", messages.SUCCESS)
+        return redirect(reverse("admin:campaigns_leadimport_change", args=[lead_import.pk]))
+
+    def confirm_view(self, request, object_id):
+        """POST only: the operator confirms a background preview; the import runs like any confirmed one."""
+        lead_import = get_object_or_404(LeadImport.objects.select_related("campaign"), pk=object_id)
+        if request.method != "POST" or not request.user.has_perm("campaigns.add_lead"):
+            raise PermissionDenied
+        try:
+            background = lead_import_confirm(lead_import=lead_import)
+        except (LeadImportError, ImportFileError) as exc:
+            self.message_user(request, f"Not imported: {exc}", messages.ERROR)
+        else:
+            lead_import.refresh_from_db()
+            done = "The import runs in the background" if background else f"Imported: {lead_import.message}"
+            self.message_user(request, done, messages.SUCCESS)
         return redirect(reverse("admin:campaigns_leadimport_change", args=[lead_import.pk]))
 
     def undo_view(self, request, object_id):

@@ -3,6 +3,7 @@
 from django import forms
 from import_export.forms import ConfirmImportForm, ImportForm
 
+from campaigns.import_mapping import column_choice_field
 from campaigns.models import Campaign
 
 
@@ -15,6 +16,8 @@ class LeadImportForm(ImportForm):
 
 
 class LeadConfirmImportForm(ConfirmImportForm):
-    """Carries the campaign from the preview to the confirmation, beside the uploaded file's temporary name."""
+    """Carries the campaign and the operator's column mapping from the preview to the confirmation, beside the
+    uploaded file's temporary name."""
 
     campaign = forms.ModelChoiceField(queryset=Campaign.objects.all(), widget=forms.HiddenInput)
+    column_choice = column_choice_field()

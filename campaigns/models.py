@@ -111,6 +111,10 @@ class LeadImport(models.Model):
     """One file imported into a campaign: who, when, what came of every row, and its progress."""
 
     class State(models.TextChoices):
+        # A big file's admin preview (a dry run) runs in the background: previewing, then previewed until the
+        # operator confirms it (-> pending) or leaves it.
+        PREVIEWING = "previewing"
+        PREVIEWED = "previewed"
         PENDING = "pending"
         RUNNING = "running"
         COMPLETED = "completed"
@@ -135,6 +139,7 @@ class LeadImport(models.Model):
     column_choice = models.JSONField(
         default=dict, blank=True, help_text="The operator's mapping for this file: header -> campaign field."
     )
+    preview = models.JSONField(default=dict, blank=True, help_text="A background preview's report, first rows only.")
     message = models.TextField(blank=True, help_text="A file-level problem, or the summary.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)

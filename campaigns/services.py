@@ -80,15 +80,10 @@ class LeadImportError(Exception):
     """An import cannot do what was asked in its current state; the message is for the operator."""
 
 
-def lead_import_mapping(
-    *, campaign: Campaign, sheet: Sheet, column_choice: dict[str, str] | None = None
-) -> MappingProposal:
-    """Which column becomes which field (campaigns.intake.columns): the operator's choice for this file, else their
-    last mapping of a file with this header, the campaign's map, a known export, the aliases and the columns'
-    content. Raises ImportFileError when the choice names nothing or no phone column can be decided."""
+def _mapping_proposal(*, campaign: Campaign, sheet: Sheet, column_choice: dict[str, str] | None) -> MappingProposal:
     remembered = column_mapping_remembered(campaign=campaign, header_signature=header_signature(sheet.header))
     try:
-        proposal = propose_mapping(
+        return propose_mapping(
             header=sheet.header,
             sample_rows=sheet.peek(MAPPING_SAMPLE_ROWS),
             column_map=campaign.column_map,
@@ -98,9 +93,27 @@ def lead_import_mapping(
         )
     except MappingError as exc:
         raise ImportFileError(str(exc)) from None
+
+
+def lead_import_mapping(
+    *, campaign: Campaign, sheet: Sheet, column_choice: dict[str, str] | None = None
+) -> MappingProposal:
+    """Which column becomes which field (campaigns.intake.columns): the operator's choice for this file, else their
+    last mapping of a file with this header, the campaign's map, a known export, the aliases and the columns'
+    content. Raises ImportFileError when the choice names nothing or no phone column can be decided."""
+    proposal = _mapping_proposal(campaign=campaign, sheet=sheet, column_choice=column_choice)
     if problem := proposal.phone_problem():
         raise ImportFileError(problem)
     return proposal
+
+
+def lead_import_propose(
+    *, campaign: Campaign, path: str | Path, file_name: str, file_format: str = ""
+) -> tuple[MappingProposal, int]:
+    """The admin's mapping step: the proposal for every column and the file's estimated rows. An undecided phone
+    column is no error here (the operator decides); an unreadable file is."""
+    with open_sheet(path, detect_format(file_name, file_format)) as sheet:
+        return _mapping_proposal(campaign=campaign, sheet=sheet, column_choice=None), sheet.rows_estimate
 
 
 def column_mapping_remember(*, campaign: Campaign, mapping: MappingProposal) -> None:
@@ -142,12 +155,14 @@ def lead_import_create(
     file_format: str = "",
     column_choice: dict[str, str] | None = None,
     created_by=None,
+    preview: bool = False,
 ) -> LeadImport:
     """The import's record, with its own copy of the file: the admin's temporary upload or the CLI's path may be
     gone before a background job reads it. The columns are mapped first, so a file-level problem raises
     ImportFileError with nothing written; an operator's choice of columns is kept with the import (a background
     run reads it) and remembered for the next file with this header. `rows` starts as an estimate (for the
-    progress bar) and ends exact."""
+    progress bar) and ends exact. With `preview`, the import waits for its background preview and the
+    operator's confirmation (lead_import_preview_start, lead_import_confirm)."""
     fmt = detect_format(file_name, file_format)
     with open_sheet(path, fmt) as sheet:
         mapping = lead_import_mapping(campaign=campaign, sheet=sheet, column_choice=column_choice)
@@ -160,6 +175,7 @@ def lead_import_create(
         created_by=created_by,
         rows=estimate,
         column_choice=column_choice or {},
+        state=LeadImport.State.PREVIEWING if preview else LeadImport.State.PENDING,
     )
     with open(path, "rb") as f:
         lead_import.file.save(name, File(f), save=False)
@@ -185,6 +201,85 @@ def lead_import_start(*, lead_import: LeadImport) -> bool:
         )
     )
     return True
+
+
+def lead_import_preview_start(*, lead_import: LeadImport) -> None:
+    """A big file's preview goes to the "imports" queue once the record is committed: a dry run of millions of
+    rows does not fit in a web request."""
+    import django_rq
+
+    from campaigns.jobs import lead_import_preview_job
+
+    transaction.on_commit(
+        lambda: django_rq.get_queue("imports").enqueue(
+            lead_import_preview_job, lead_import.pk, job_id=f"lead-import-preview-{lead_import.pk}"
+        )
+    )
+
+
+def lead_import_preview_run(*, lead_import: LeadImport) -> ImportReport:
+    """The dry run of a stored import, with progress on the record like a real run; its report (first rows only)
+    is kept on the record for the admin to show beside Confirm."""
+    claimed = LeadImport.objects.filter(
+        pk=lead_import.pk, state=LeadImport.State.PREVIEWING, started_at__isnull=True
+    ).update(started_at=timezone.now())
+    if not claimed:
+        raise LeadImportError(f"Import {lead_import.pk} has no preview waiting to run.")
+    previewing = LeadImport.objects.filter(pk=lead_import.pk, state=LeadImport.State.PREVIEWING)
+    try:
+        with open_sheet(lead_import.file.path, lead_import.file_format) as sheet:
+            mapping = lead_import_mapping(
+                campaign=lead_import.campaign, sheet=sheet, column_choice=lead_import.column_choice
+            )
+            report = import_sheet(
+                campaign=lead_import.campaign,
+                sheet=sheet,
+                mapping=mapping,
+                dry_run=True,
+                progress=lambda lines, expected: previewing.update(rows_processed=lines, rows=expected),
+            )
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, ImportFileError) else f"The preview stopped on an error: {exc!r}"
+        previewing.update(state=LeadImport.State.FAILED, message=message, finished_at=timezone.now())
+        raise
+    previewing.update(
+        state=LeadImport.State.PREVIEWED,
+        rows_processed=report.rows,
+        rows=report.rows,
+        preview=report_summary(report),
+        message=f"Preview: {lead_import_summary(report)}",
+        started_at=None,
+    )
+    lead_import.refresh_from_db()
+    return report
+
+
+def report_summary(report: ImportReport, rows_kept: int = 100) -> dict:
+    """A report as JSON for the record: complete counts, the first rows of each kind."""
+    return {
+        **report.counts(),
+        "header": report.header,
+        "columns": report.columns,
+        "profile": report.profile,
+        "mapped": [list(m) for m in report.mapped],
+        **{
+            kind: [list(item) for item in getattr(report, kind)[:rows_kept]]
+            for kind in ("new_rows", "updated_rows", "duplicate_rows", "rejected_rows", "warning_list")
+        },
+    }
+
+
+def lead_import_confirm(*, lead_import: LeadImport) -> bool:
+    """The operator confirms a previewed import: it runs like any other (now, or in the background when large).
+    Returns True when it went to the background."""
+    confirmed = LeadImport.objects.filter(pk=lead_import.pk, state=LeadImport.State.PREVIEWED).update(
+        state=LeadImport.State.PENDING, rows_processed=0, preview={}, message=""
+    )
+    if not confirmed:
+        lead_import.refresh_from_db(fields=["state"])
+        raise LeadImportError(f"Only a previewed import can be confirmed; this one is {lead_import.state}.")
+    lead_import.refresh_from_db()
+    return lead_import_start(lead_import=lead_import)
 
 
 def lead_import_job_id(lead_import: LeadImport) -> str:
