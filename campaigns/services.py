@@ -10,19 +10,14 @@ from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns.importing import (
-    ImportFileError,
-    ImportReport,
-    Sheet,
-    cell_text,
-    detect_format,
-    header_key,
-    import_sheet,
-    open_sheet,
-)
-from campaigns.intake.columns import MappingError, MappingProposal, header_signature, propose_mapping
+from campaigns import queues
+from campaigns.importing.columns import MappingError, MappingProposal, header_signature, propose_mapping
+from campaigns.importing.policy import ImportReport
+from campaigns.importing.readers import ImportFileError, Sheet, cell_text, detect_format, open_sheet
+from campaigns.importing.writers import import_sheet
 from campaigns.models import DOMESTIC_BASE_URL, Campaign, CloudAgentAccount, ColumnMappingChoice, Lead, LeadImport
 from campaigns.selectors import column_mapping_remembered
+from cloudagent.rules import header_key
 
 # LeadImport.errors keeps this many {line, reason}; the rejected-rows file has every one.
 IMPORT_ERRORS_KEPT = 200
@@ -30,19 +25,34 @@ IMPORT_ERRORS_KEPT = 200
 MAPPING_SAMPLE_ROWS = 200
 
 
+# What, changed, deserves a fresh try after CloudAgent refused the account or the campaign: the refusal it may
+# fix is forgotten (the problem flag keeps the admin's and the dispatcher's attention until then).
+ACCOUNT_FIELDS_CLEARING_PROBLEM = ("user_name", "api_key", "base_url")
+CAMPAIGN_FIELDS_CLEARING_PROBLEM = ("name", "column_map", "account_id")
+
+
 @transaction.atomic
-def account_upsert(*, name: str, user_name: str, api_key: str, base_url: str = "") -> tuple[CloudAgentAccount, bool]:
-    """Create the account or bring it up to date; idempotent, so scripts can run it on every deploy."""
-    account, created = CloudAgentAccount.objects.select_for_update().get_or_create(
-        name=name, defaults={"user_name": user_name, "api_key": api_key, "base_url": base_url or DOMESTIC_BASE_URL}
-    )
-    if not created:
-        account.user_name = user_name
-        account.api_key = api_key
-        if base_url:
-            account.base_url = base_url
-    account.full_clean()
-    account.save()
+def account_upsert(
+    *,
+    name: str,
+    user_name: str,
+    api_key: str,
+    base_url: str = "",
+    is_active: bool | None = None,
+    account: CloudAgentAccount | None = None,
+) -> tuple[CloudAgentAccount, bool]:
+    """Create the account or bring it up to date; idempotent, so scripts can run it on every deploy. `account` is
+    the instance to save (the admin's form, which may rename it); without it the account is found by name. New
+    credentials or a new address clear the account's problem flag; `is_active` None leaves it as it is."""
+    if account is None:
+        account = CloudAgentAccount.objects.select_for_update().filter(name=name).first() or CloudAgentAccount()
+    created = account.pk is None
+    values = {"name": name, "user_name": user_name, "api_key": api_key}
+    if base_url or created:
+        values["base_url"] = base_url or DOMESTIC_BASE_URL
+    if is_active is not None:
+        values["is_active"] = is_active
+    _save_clearing_problem(account, values, ACCOUNT_FIELDS_CLEARING_PROBLEM)
     return account, created
 
 
@@ -56,24 +66,38 @@ def campaign_upsert(
     check_duplicate: bool = False,
     skip_existing: bool = False,
     start_after_upload: bool = False,
+    campaign: Campaign | None = None,
 ) -> tuple[Campaign, bool]:
-    """Create the campaign or bring it up to date; the column map must match CloudAgent's for the campaign."""
+    """Create the campaign or bring it up to date; the column map must match CloudAgent's for the campaign.
+    `campaign` is the instance to save (the admin's form, whose other fields are saved as they are); without it
+    the campaign is found by account and name. A new name, column map or account clears its problem flag."""
+    if campaign is None:
+        campaign = Campaign.objects.select_for_update().filter(account=account, name=name).first() or Campaign()
+    created = campaign.pk is None
     values = {
+        "name": name,
+        "account_id": account.pk,
         "column_map": [c.strip() for c in column_map if c.strip()],
         "phone_region": phone_region.upper(),
         "check_duplicate": check_duplicate,
         "skip_existing": skip_existing,
         "start_after_upload": start_after_upload,
     }
-    campaign = Campaign.objects.select_for_update().filter(account=account, name=name).first()
-    created = campaign is None
-    if created:
-        campaign = Campaign(account=account, name=name)
-    for field, value in values.items():
-        setattr(campaign, field, value)
-    campaign.full_clean()
-    campaign.save()
+    _save_clearing_problem(campaign, values, CAMPAIGN_FIELDS_CLEARING_PROBLEM)
     return campaign, created
+
+
+def _save_clearing_problem(instance, values: dict, clearing: tuple[str, ...]) -> None:
+    """Set `values` on the instance and save it; clear its problem flag when one of `clearing` differs from what
+    is stored (read under a row lock, so two saves cannot both miss the change)."""
+    if instance.pk is not None:
+        stored = type(instance).objects.select_for_update().filter(pk=instance.pk).values(*clearing).first() or {}
+        if any(name in values and stored.get(name) != values[name] for name in clearing):
+            instance.problem, instance.problem_at = "", None
+    for field, value in values.items():
+        setattr(instance, field, value)
+    instance.full_clean()
+    instance.save()
 
 
 class LeadImportError(Exception):
@@ -98,7 +122,7 @@ def _mapping_proposal(*, campaign: Campaign, sheet: Sheet, column_choice: dict[s
 def lead_import_mapping(
     *, campaign: Campaign, sheet: Sheet, column_choice: dict[str, str] | None = None
 ) -> MappingProposal:
-    """Which column becomes which field (campaigns.intake.columns): the operator's choice for this file, else their
+    """Which column becomes which field (campaigns.importing.columns): the operator's choice for this file, else their
     last mapping of a file with this header, the campaign's map, a known export, the aliases and the columns'
     content. Raises ImportFileError when the choice names nothing or no phone column can be decided."""
     proposal = _mapping_proposal(campaign=campaign, sheet=sheet, column_choice=column_choice)
@@ -191,30 +215,14 @@ def lead_import_start(*, lead_import: LeadImport) -> bool:
     if lead_import.rows <= settings.LEADHUB_IMPORT_BACKGROUND_ROWS:
         lead_import_run(lead_import=lead_import)
         return False
-    import django_rq
-
-    from campaigns.jobs import lead_import_run_job
-
-    transaction.on_commit(
-        lambda: django_rq.get_queue("imports").enqueue(
-            lead_import_run_job, lead_import.pk, job_id=lead_import_job_id(lead_import)
-        )
-    )
+    transaction.on_commit(lambda: queues.lead_import_run_enqueue(lead_import_id=lead_import.pk))
     return True
 
 
 def lead_import_preview_start(*, lead_import: LeadImport) -> None:
     """A big file's preview goes to the "imports" queue once the record is committed: a dry run of millions of
     rows does not fit in a web request."""
-    import django_rq
-
-    from campaigns.jobs import lead_import_preview_job
-
-    transaction.on_commit(
-        lambda: django_rq.get_queue("imports").enqueue(
-            lead_import_preview_job, lead_import.pk, job_id=f"lead-import-preview-{lead_import.pk}"
-        )
-    )
+    transaction.on_commit(lambda: queues.lead_import_preview_enqueue(lead_import_id=lead_import.pk))
 
 
 def lead_import_preview_run(*, lead_import: LeadImport) -> ImportReport:
@@ -282,29 +290,11 @@ def lead_import_confirm(*, lead_import: LeadImport) -> bool:
     return lead_import_start(lead_import=lead_import)
 
 
-def lead_import_job_id(lead_import: LeadImport) -> str:
-    """One RQ job id per import: a resumed import's job replaces the dead one's."""
-    return f"lead-import-{lead_import.pk}"
-
-
-def _lead_import_job_alive(lead_import: LeadImport) -> bool:
-    """A background import is alive while RQ has its job waiting or started; RQ marks a dead worker's job failed."""
-    import django_rq
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job, JobStatus
-
-    try:
-        job = Job.fetch(lead_import_job_id(lead_import), connection=django_rq.get_connection("imports"))
-    except NoSuchJobError:
-        return False
-    return job.get_status() in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
-
-
 def lead_import_resume(*, lead_import: LeadImport) -> bool:
     """Run again an import that a crash stopped (failed, or left running by a worker that died) from its stored
     file. Rows it already wrote count as imported, so nothing is written twice and no row is lost. Returns True
     when it went to the background."""
-    if lead_import.state == LeadImport.State.RUNNING and _lead_import_job_alive(lead_import):
+    if lead_import.state == LeadImport.State.RUNNING and queues.lead_import_job_alive(lead_import_id=lead_import.pk):
         raise LeadImportError("This import is still running in a worker; it cannot be resumed.")
     reset = LeadImport.objects.filter(
         pk=lead_import.pk, state__in=[LeadImport.State.FAILED, LeadImport.State.RUNNING]

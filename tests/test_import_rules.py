@@ -3,11 +3,12 @@
 import csv
 from datetime import date, timedelta
 
+import openpyxl
 import pytest
 from django.utils import timezone
 
-import campaigns.importing as importing
-from campaigns.importing import ImportFileError
+from campaigns.importing import writers
+from campaigns.importing.readers import ImportFileError
 from campaigns.models import Campaign, Lead, LeadImport
 from campaigns.services import lead_import_create, lead_import_preview, lead_import_run
 
@@ -315,7 +316,6 @@ def test_every_format_reads_the_same(campaign, lead_file, import_media, name):
 
 
 def test_a_spreadsheet_starting_below_row_1_keeps_its_row_numbers(campaign, tmp_path, import_media):
-    import openpyxl
 
     workbook = openpyxl.Workbook()
     sheet = workbook.active
@@ -393,9 +393,9 @@ def test_a_big_file_is_checked_in_a_child_process_with_the_same_outcome(campaign
         report = lead_import_preview(campaign=campaign, path=path, file_name=path.name)
         return report.counts(), report.duplicate_rows, report.rejected_rows, report.warning_list, report.new_rows
 
-    monkeypatch.setattr(importing, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(writers, "CHUNK_ROWS", 4)
     inline = outcome()
-    monkeypatch.setattr(importing, "PARALLEL_ROWS", 1)
+    monkeypatch.setattr(writers, "PARALLEL_ROWS", 1)
     assert outcome() == inline
     counts, duplicates, rejected, warnings, _new = inline
     assert counts["rows"] == 24 and counts["rejected"] == 1 and counts["imported"] == 21
@@ -405,8 +405,8 @@ def test_a_big_file_is_checked_in_a_child_process_with_the_same_outcome(campaign
 
 
 def test_a_big_file_checked_in_a_child_is_written_whole(campaign, lead_file, import_media, monkeypatch):
-    monkeypatch.setattr(importing, "CHUNK_ROWS", 7)
-    monkeypatch.setattr(importing, "PARALLEL_ROWS", 1)
+    monkeypatch.setattr(writers, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(writers, "PARALLEL_ROWS", 1)
     rows = [[f"98765{i % 40:05d}", f"N{i}", "", ""] for i in range(50)] + [["12", "short", "", ""]]
     _lead_import, report = run_import(campaign, lead_file(rows))
     assert (report.imported, report.duplicates, report.rejected) == (40, 10, 1)

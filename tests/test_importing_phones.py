@@ -6,7 +6,7 @@ import random
 import phonenumbers
 import pytest
 
-from campaigns.intake.phones import PhoneNormalizer
+from campaigns.importing.phones import PhoneNormalizer
 from campaigns.normalize import PhoneError, normalize_phone
 
 SAMPLE = 200_000

@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from campaigns.intake.encodings import FileEncodingError, detect_encoding
+from campaigns.importing.encodings import FileEncodingError, detect_encoding
 
 HEADER = ["full_name", "phone_number", "city"]
 ROWS = [

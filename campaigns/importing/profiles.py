@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from campaigns.importing import header_key
+from cloudagent.rules import header_key
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from python_calamine import CalamineWorkbook
 
-from campaigns.importing import _cell
-from campaigns.intake.columns import EXTRA, IGNORE, MappingError, propose_mapping
-from campaigns.intake.encodings import detect_encoding
-from campaigns.intake.profiles import recognise
+from campaigns.importing.columns import EXTRA, IGNORE, MappingError, propose_mapping
+from campaigns.importing.encodings import detect_encoding
+from campaigns.importing.profiles import recognise
+from campaigns.importing.readers import _cell
 
 SOURCES = Path(__file__).parent / "fixtures" / "sources"
 MAP = ["PhoneNumber", "Name", "Priority"]

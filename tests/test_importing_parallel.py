@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from campaigns.intake.parallel import ChildFailed, map_in_child
+from campaigns.importing.parallel import ChildFailed, map_in_child
 
 
 def _pids_and_squares(batch):

@@ -13,11 +13,21 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from campaigns.importing import ALIASES, cell_text, header_key
-from campaigns.intake.phones import phone_normalizer
-from campaigns.intake.profiles import SourceProfile, recognise
+from campaigns.importing.phones import phone_normalizer
+from campaigns.importing.profiles import SourceProfile, recognise
+from campaigns.importing.readers import cell_text
 from campaigns.normalize import PhoneError
+from cloudagent.rules import PHONE_HEADERS, header_key
 
+# Header aliases (issue 6): compared by header_key (case, spaces, underscores, dots and hyphens dropped).
+ALIASES = {
+    "PhoneNumber": PHONE_HEADERS[1:],
+    "Name": ("name", "full name", "customer name", "lead name"),
+    "Priority": ("priority",),
+    "ExpiryDate": ("expiry", "expiry date", "expires"),
+    "AgentId": ("agent", "agent id"),
+    "skill": ("skill",),
+}
 EXTRA = "extra"  # kept on the lead under its own header, not sent to CloudAgent
 IGNORE = "ignore"
 # A column is a phone candidate when at least this share of its sampled, non-empty values are phone numbers.

@@ -9,7 +9,7 @@ country code, national prefix, possible lengths, the number-type patterns -- wit
 It only ever *accepts* on its own. A string of any other shape, a number of another country, a region whose
 national prefix needs a transform rule, and every number it would refuse go to `normalize_phone` (the library),
 so refusals keep the library's wording and anything it is not sure of gets the library's answer.
-tests/test_intake_phones.py proves the two agree on a large generated sample.
+tests/test_importing_phones.py proves the two agree on a large generated sample.
 """
 
 from __future__ import annotations
