@@ -110,32 +110,33 @@ class _LeadFileImport:
             repeats = self.leads.repeats(chunk) if chunk else {}
             unique = []
             for row in chunk:
-                if row[0] in repeats:
-                    self.report.duplicate(row[0], row[1][0], f"repeats line {repeats[row[0]]}")
+                line, (phone, *_values), _sent = row
+                if line in repeats:
+                    report.duplicate(line, phone, f"repeats line {repeats[line]}")
                 else:
                     unique.append(row)
             inserted = self.leads.insert(unique) if unique and not self.dry_run else set()
-            others = [row for row in unique if row[1][0] not in inserted]
-            existing = self.leads.existing([row[1][0] for row in others]) if others else {}
-            new, updates, written_before = [row for row in unique if row[1][0] in inserted], [], []
+            new = [row for row in unique if _phone(row) in inserted]
+            others = [row for row in unique if _phone(row) not in inserted]
+            existing = self.leads.existing([_phone(row) for row in others]) if others else {}
+            updates, written_before = [], []
             for row in others:
-                found = existing.get(row[1][0])
+                line, phone = row[0], _phone(row)
+                found = existing.get(phone)
                 if found is None:
                     # Dry: it would be new. Written: another import took the number and it went since.
                     if self.dry_run:
                         new.append(row)
                     else:
-                        self.report.duplicate(row[0], row[1][0], "already in the campaign")
+                        report.duplicate(line, phone, "already in the campaign")
                 elif self.lead_import_id is not None and found[1] == self.lead_import_id:
                     written_before.append(row)  # by this import, before a crash stopped it: resuming
                 elif update_existing and found[0] == Lead.Status.NEW:
                     updates.append((row, found[2]))
                 elif update_existing:
-                    self.report.duplicate(
-                        row[0], row[1][0], f"already in the campaign as a {found[0]} lead; not updated"
-                    )
+                    report.duplicate(line, phone, f"already in the campaign as a {found[0]} lead; not updated")
                 else:
-                    self.report.duplicate(row[0], row[1][0], "already in the campaign")
+                    report.duplicate(line, phone, "already in the campaign")
             if self.dry_run:
                 updated = len(updates)
             else:
@@ -147,6 +148,10 @@ class _LeadFileImport:
             self._listed([row for row, _extra in updates], report.updated_rows)
             if self.progress:
                 self.progress(lines_read, max(lines_read, self.sheet.rows_estimate))
+
+
+def _phone(row: Row) -> str:
+    return row[1][0]
 
 
 def _batched(items: Iterator, size: int) -> Iterator[list]:
@@ -212,7 +217,7 @@ class _SqlLeads:
             for start in range(0, len(rows), self.BATCH):
                 batch = [row[1] for row in rows[start : start + self.BATCH]]
                 values = ", ".join(["(" + ", ".join(["%s"] * width) + ")"] * len(batch))
-                params = [p for values in batch for p in (*values, *self.fixed)]
+                params = [p for row_values in batch for p in (*row_values, *self.fixed)]
                 cursor.execute(
                     f"INSERT INTO {self.table} ({columns}) VALUES {values} "
                     f"ON CONFLICT ({self.conflict}) DO NOTHING RETURNING {self.phone_column}",
