@@ -278,8 +278,9 @@ class _PostgresLeads(_SqlLeads):
             cursor.execute("SET LOCAL synchronous_commit = off")
 
     def repeats(self, chunk: list[Row]) -> dict[int, int]:
-        """The chunk goes into the stage table; each number's first line goes into the seen table, unless an
-        earlier chunk put it there. A row is a repeat unless its line is its number's first."""
+        """The chunk goes into the stage table, and each number not seen before into the seen table with its first
+        line (in line order, so within the chunk too the first line wins). A row is a repeat when its number's
+        first line is another: only those come back, not the whole chunk."""
         columns = ", ".join(_columns(*ROW_FIELDS))
         phone, line = _columns("phone_number", "source_line")
         with connection.cursor() as cursor:
@@ -288,15 +289,14 @@ class _PostgresLeads(_SqlLeads):
                 for _line, values, _sent in chunk:
                     copy.write_row(values)
             cursor.execute(
-                f"INSERT INTO {self.SEEN} (phone, line) SELECT {phone}, min({line}) FROM {self.STAGE} "
-                f"GROUP BY {phone} ON CONFLICT (phone) DO NOTHING RETURNING phone, line"
+                f"INSERT INTO {self.SEEN} (phone, line) SELECT {phone}, {line} FROM {self.STAGE} ORDER BY {line} "
+                "ON CONFLICT (phone) DO NOTHING"
             )
-            first = dict(cursor.fetchall())
-            earlier = [values[0] for _line, values, _sent in chunk if values[0] not in first]
-            if earlier:
-                cursor.execute(f"SELECT phone, line FROM {self.SEEN} WHERE phone = ANY(%s)", [earlier])
-                first.update(cursor.fetchall())
-        return {line: first[values[0]] for line, values, _sent in chunk if first[values[0]] != line}
+            cursor.execute(
+                f"SELECT s.{line}, seen.line FROM {self.STAGE} s JOIN {self.SEEN} seen ON seen.phone = s.{phone} "
+                f"WHERE seen.line <> s.{line}"
+            )
+            return dict(cursor.fetchall())
 
     def existing(self, phones: list[str]) -> dict[str, tuple[str, int | None, dict | None]]:
         columns = _columns("phone_number", "status", "lead_import", "extra")[: 4 if self.with_extra else 3]
