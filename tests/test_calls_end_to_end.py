@@ -12,7 +12,7 @@ from calls.models import Call, CallSummaryPost
 from calls.selectors import call_summary_url_for, outcomes_summary
 from calls.services import leads_redial
 from campaigns.models import Lead
-from uploads import dispatcher
+from tests.fixtures.push import dispatch
 from uploads.services import leads_push
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,7 +38,7 @@ def dialling(settings, live_server, push_account, push_emulator, tmp_path):
 
 def push_and_dial(emulator, account, leads) -> None:
     leads_push(leads=leads)
-    dispatcher.account_dispatch(account_id=account.pk)
+    dispatch(account_id=account.pk)
     emulator.process_now()  # the upload, its callback, the dials and every summary, delayed ones included
 
 
@@ -73,7 +73,7 @@ def test_pushed_leads_are_dialled_and_their_calls_land_on_them(
     busy = set(Lead.objects.filter(last_customer_status="Busy").values_list("pk", flat=True))
     summary = leads_redial(leads=Lead.objects.filter(campaign=campaign), outcomes=["Busy"])
     assert summary.leads == 2
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
     dialling.process_now()
 
     transactions = dialling.inspect("transactions")["transactions"]

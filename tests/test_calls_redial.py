@@ -15,7 +15,7 @@ from django.utils import timezone
 from calls.services import leads_redial
 from campaigns.models import Lead
 from tests.fixtures.calls import call_summary, call_summary_body
-from uploads import dispatcher
+from tests.fixtures.push import dispatch
 from uploads.models import PushRequest, UploadTransaction
 from uploads.services import leads_push, push_request_run
 
@@ -34,7 +34,7 @@ def dialled(push_account, campaign, make_leads, push_emulator):
     campaign.save()
     leads = make_leads(6)
     leads_push(leads=Lead.objects.filter(campaign=campaign))
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
     push_emulator.process_now()
     Lead.objects.update(status=Lead.Status.UPLOADED)  # as the callback leaves them
     client = Client()
@@ -74,7 +74,7 @@ def test_redial_pushes_the_chosen_outcomes_with_check_duplicate_false(push_accou
     assert (batch.options["checkDuplicate"], batch.options["isDelete"]) == (False, False)
     assert set(batch.leads.values_list("pk", flat=True)) == {dialled[0].pk, dialled[1].pk}
 
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
     push_emulator.process_now()
     transactions = push_emulator.inspect("transactions")["transactions"]
     assert len(transactions) == before + 1

@@ -16,11 +16,17 @@ from calls import services
 from calls.models import Call, CallSummaryPost
 from campaigns.models import CloudAgentAccount, Lead
 from tests.fixtures.calls import CALL_SHAPES, call_summary, call_summary_body
+from uploads.dispatcher import unfinished_work_resume
 
 pytestmark = pytest.mark.django_db
 
 Post = CallSummaryPost.State
 API_KEY = "demo-api-key-0123456789"
+
+
+def merge_that_breaks(*args, **kwargs):
+    """A failure of ours at the exact point a post is applied."""
+    raise RuntimeError("database hiccup")
 
 
 @pytest.mark.parametrize("shape", CALL_SHAPES)
@@ -155,10 +161,7 @@ def test_an_older_summary_never_overwrites_the_leads_last_call(campaign, make_le
 def test_a_failure_on_our_side_is_202_and_the_sweep_applies_it(campaign, make_leads, post_call_summary, monkeypatch):
     lead = make_leads(2)[1]
 
-    def broken(*args, **kwargs):
-        raise RuntimeError("database hiccup")
-
-    monkeypatch.setattr(services, "_call_merge", broken)
+    monkeypatch.setattr(services, "_call_merge", merge_that_breaks)
     response = post_call_summary(call_summary())
     assert response.status_code == 202
     assert CallSummaryPost.objects.get().state == Post.RECEIVED
@@ -203,3 +206,16 @@ def test_a_call_inserted_meanwhile_by_its_other_post_is_merged_into(
     assert (call.disposition, call.posts, call.lead_id) == ("Sale", 2, lead.pk)
     lead.refresh_from_db()
     assert (lead.call_attempts, lead.last_disposition) == (1, "Sale")
+
+
+def test_the_dispatchers_recovery_sweep_applies_a_post_left_received(
+    campaign, make_leads, post_call_summary, monkeypatch, redis_conn
+):
+    lead = make_leads(2)[1]
+    monkeypatch.setattr(services, "_call_merge", merge_that_breaks)
+    assert post_call_summary(call_summary()).status_code == 202
+    monkeypatch.undo()
+    CallSummaryPost.objects.update(received_at=timezone.now() - timedelta(minutes=5))
+
+    assert unfinished_work_resume()["call_summaries_applied"] == 1
+    assert Call.objects.get().lead_id == lead.pk

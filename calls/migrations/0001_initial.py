@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('campaigns', '0003_lead_dialling'),
+        ('campaigns', '0004_lead_dialling'),
     ]
 
     operations = [

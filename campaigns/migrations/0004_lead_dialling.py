@@ -16,7 +16,7 @@ def give_each_account_a_call_summary_secret(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0002_initial'),
+        ('campaigns', '0003_column_mapping'),
     ]
 
     operations = [
