@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "import_export",
     "campaigns",
     "uploads",
+    "calls",
 ]
 
 MIDDLEWARE = [
@@ -142,6 +143,8 @@ CLOUDAGENT_BACKOFF_SECONDS = env_float("CLOUDAGENT_BACKOFF_SECONDS", 5)
 CLOUDAGENT_BACKOFF_MAX_SECONDS = env_float("CLOUDAGENT_BACKOFF_MAX_SECONDS", 600)
 CLOUDAGENT_CALLBACK_OVERDUE_SECONDS = env_int("CLOUDAGENT_CALLBACK_OVERDUE_SECONDS", 3600)
 CLOUDAGENT_CALLBACK_MAX_BYTES = env_int("CLOUDAGENT_CALLBACK_MAX_BYTES", 1024 * 1024)
+# A call summary is a flat object of some twenty short fields: a few KB.
+CLOUDAGENT_CALL_SUMMARY_MAX_BYTES = env_int("CLOUDAGENT_CALL_SUMMARY_MAX_BYTES", 64 * 1024)
 CLOUDAGENT_FAILED_FILE_MAX_BYTES = env_int("CLOUDAGENT_FAILED_FILE_MAX_BYTES", 20 * 1024 * 1024)
 CLOUDAGENT_FAILED_FILE_TIMEOUT = env_float("CLOUDAGENT_FAILED_FILE_TIMEOUT", 60)
 # Hosts (and their subdomains) a failed-rows file may be fetched from; empty allows any http(s) host.

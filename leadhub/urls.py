@@ -8,6 +8,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
+    path("cloudagent/calls/", include("calls.urls")),
     path("cloudagent/", include("uploads.urls")),
     path("healthz", views.healthz, name="healthz"),
 ]

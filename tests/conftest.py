@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.callbacks",
     "tests.fixtures.push",
     "tests.fixtures.dispatch",
+    "tests.fixtures.calls",
 ]
