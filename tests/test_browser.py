@@ -130,7 +130,7 @@ def test_push_from_the_lead_list_and_watch_the_leads_reach_the_dialer(
     expect(page.locator(".messagelist")).to_contain_text("Queued 10 lead(s) in 3 batch(es)")
 
     page.get_by_role("link", name="Campaigns", exact=True).first.click()
-    page.get_by_role("link", name="progress").click()
+    page.get_by_role("link", name="progress", exact=True).click()
     expect(page.get_by_role("heading", name="Leads (10)")).to_be_visible()
 
     deadline = time.monotonic() + BROWSER_TIMEOUT_MS / 1000
