@@ -2,6 +2,7 @@
 real RQ workers and the CloudAgent emulator over HTTP: import a file with bad rows, import a big file in the
 background, push leads and watch them reach the dialer. Each flow ends with a screenshot in the test's folder."""
 
+import csv
 import time
 
 import pytest
@@ -42,7 +43,9 @@ def upload(page: Page, campaign, path) -> None:
     page.get_by_role("button", name="Submit").click()
 
 
-def test_import_with_bad_rows_previews_them_then_imports_the_rest(operator, campaign, lead_file, tmp_path):
+def test_import_with_bad_rows_previews_them_then_imports_the_rest_and_hands_them_back(
+    operator, campaign, lead_file, tmp_path
+):
     path = lead_file(
         [
             ["9876543210", "Asha", "", ""],
@@ -79,6 +82,14 @@ def test_import_with_bad_rows_previews_them_then_imports_the_rest(operator, camp
     counts = {name: readonly_field(page, name) for name in ("state", "rows", "imported", "duplicates", "rejected")}
     assert counts == {"state": "Completed", "rows": "5", "imported": "2", "duplicates": "1", "rejected": "2"}
     assert [row[0] for row in table_rows(page, "#import-errors")] == ["3", "4"]
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download rejected rows").click()
+    with open(download.value.path(), encoding="utf-8-sig", newline="") as f:
+        rejected_file = [(row["line"], row["Phone"], row["reason"]) for row in csv.DictReader(f)]
+    assert rejected_file == [
+        ("3", "12345", "'12345' is not a valid number for region IN"),
+        ("4", "9876543211", "Priority '200' is not a whole number from 1 to 99"),
+    ]
     page.screenshot(path=tmp_path / "import-done.png", full_page=True)
     leads = dict(Lead.objects.filter(campaign=campaign).values_list("phone_number", "name"))
     assert leads == {"+919876543210": "Asha", "+919876543212": "Jose"}
