@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from campaigns.models import Lead, LeadImport
-from tests.fixtures.browser import BROWSER_TIMEOUT_MS
+from tests.fixtures.browser import WORKER_TIMEOUT_MS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -112,7 +112,7 @@ def test_a_big_import_runs_in_the_background_and_its_page_follows_it_to_the_end(
     expect(page.locator(".field-progress progress")).to_have_attribute("value", "0")
     # The worker starts only now, so the page is seen waiting; from here it reloads itself until the import ends.
     start_rq_worker("imports")
-    expect(page.locator(".field-state .readonly")).to_have_text("Completed", timeout=BROWSER_TIMEOUT_MS)
+    expect(page.locator(".field-state .readonly")).to_have_text("Completed", timeout=WORKER_TIMEOUT_MS)
     assert readonly_field(page, "imported") == "120"
     expect(page.locator(".field-progress progress")).to_have_attribute("value", "100")
     page.screenshot(path=tmp_path / "background-import-done.png", full_page=True)
@@ -144,7 +144,7 @@ def test_push_from_the_lead_list_and_watch_the_leads_reach_the_dialer(
     page.get_by_role("link", name="progress", exact=True).click()
     expect(page.get_by_role("heading", name="Leads (10)")).to_be_visible()
 
-    deadline = time.monotonic() + BROWSER_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + WORKER_TIMEOUT_MS / 1000
     while True:
         uploaded, failed = page.locator("#lead-uploaded").inner_text(), page.locator("#lead-failed").inner_text()
         if (uploaded, failed) == ("9", "1") or time.monotonic() > deadline:
