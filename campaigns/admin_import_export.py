@@ -1,10 +1,13 @@
 """Every django-import-export override in one place: the lead changelist's Import (leadhub's streaming engine
-behind import-export's forms and pages) and Export (streamed), and the import forms with the target campaign."""
+behind import-export's forms and pages: upload, the column-mapping step, the preview, Confirm) and Export
+(streamed), and the import forms with the target campaign."""
 
+import json
 import os
 import tempfile
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, StreamingHttpResponse
@@ -19,11 +22,17 @@ from import_export.forms import ConfirmImportForm, ImportForm
 from import_export.tmp_storages import TempFolderStorage
 
 from campaigns.exporting import leads_export_csv, leads_export_xlsx
-from campaigns.importing.policy import ALIASES
+from campaigns.importing.columns import ALIASES, EXTRA, IGNORE, MappingProposal
 from campaigns.importing.readers import ImportFileError
 from campaigns.models import Campaign
 from campaigns.resources import LeadExportResource
-from campaigns.services import lead_import_create, lead_import_preview, lead_import_start
+from campaigns.services import (
+    lead_import_create,
+    lead_import_preview,
+    lead_import_preview_start,
+    lead_import_propose,
+    lead_import_start,
+)
 
 
 class LeadImportForm(ImportForm):
@@ -35,9 +44,71 @@ class LeadImportForm(ImportForm):
 
 
 class LeadConfirmImportForm(ConfirmImportForm):
-    """Carries the campaign from the preview to the confirmation, beside the uploaded file's temporary name."""
+    """Carries the campaign and the operator's column mapping (JSON) from the preview to the confirmation, beside
+    the uploaded file's temporary name."""
 
     campaign = forms.ModelChoiceField(queryset=Campaign.objects.all(), widget=forms.HiddenInput)
+    column_choice = forms.CharField(widget=forms.HiddenInput, required=False)
+
+
+# ---------------------------------------------------------------------------------------------- the mapping step
+# Every column of the uploaded file with a few of its values and a choice of campaign field, pre-filled from the
+# proposal (campaigns.importing.columns). Field names are stable (`column_0`, `column_1`, ... in the file's order)
+# so the step can be driven by a browser test.
+
+CHOICE_LABELS = {EXTRA: "Keep as an extra field (not sent)", IGNORE: "Ignore"}
+
+
+def field_choices(column_map: list[str]) -> list[tuple[str, str]]:
+    return [(name, name) for name in column_map] + list(CHOICE_LABELS.items())
+
+
+class ColumnMappingForm(forms.Form):
+    """The file stays in the upload's temporary storage between the steps; these hidden fields find it again."""
+
+    campaign = forms.ModelChoiceField(queryset=Campaign.objects.all(), widget=forms.HiddenInput)
+    import_file_name = forms.CharField(widget=forms.HiddenInput)
+    original_file_name = forms.CharField(widget=forms.HiddenInput)
+    format = forms.CharField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, campaign: Campaign, header: list[str], proposal: MappingProposal | None = None, **kw):
+        super().__init__(*args, **kw)
+        self.header = header
+        choices = field_choices(list(campaign.column_map))
+        for position, name in enumerate(header):
+            column = proposal.columns[position] if proposal else None
+            field = forms.ChoiceField(
+                label=name or f"(column {position + 1}, no header)",
+                choices=choices if name.strip() else [(IGNORE, CHOICE_LABELS[IGNORE])],
+                initial=column.field if column else IGNORE,
+                help_text=column.reason if column else "",
+            )
+            field.samples = column.samples if column else []
+            self.fields[f"column_{position}"] = field
+
+    def clean(self):
+        cleaned = super().clean()
+        chosen = [cleaned.get(f"column_{i}") for i in range(len(self.header))]
+        if "PhoneNumber" not in chosen:
+            raise forms.ValidationError("Choose the column that holds the phone numbers (PhoneNumber).")
+        twice = sorted({f for f in chosen if f not in (EXTRA, IGNORE, None) and chosen.count(f) > 1})
+        if twice:
+            raise forms.ValidationError(f"Each field can come from one column only: {', '.join(twice)} chosen twice.")
+        return cleaned
+
+    def column_choice(self) -> dict[str, str]:
+        """Header -> field for every column with a header: the services' shape."""
+        return {
+            name: self.cleaned_data[f"column_{position}"] for position, name in enumerate(self.header) if name.strip()
+        }
+
+
+def column_choice_from(text: str) -> dict[str, str]:
+    try:
+        choice = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return {str(k): str(v) for k, v in choice.items()} if isinstance(choice, dict) else {}
 
 
 class LeadImportExportMixin(ImportExportMixin):
@@ -80,30 +151,20 @@ class LeadImportExportMixin(ImportExportMixin):
         return self.get_import_formats()[int(choice)]().get_title()
 
     def import_action(self, request, **kwargs):
+        """Upload, then the column-mapping step, then the preview (a dry run; in the background for a big file),
+        then Confirm. The file waits in the upload's temporary storage between the steps."""
         if not self.has_import_permission(request):
             raise PermissionDenied
-        form = self.create_import_form(request)
         context = self.get_import_context_data()
-        if request.method == "POST" and form.is_valid():
-            upload = form.cleaned_data["import_file"]
-            # The stock view's tmp storage, written chunk by chunk: its save() takes the whole file at once.
-            with tempfile.NamedTemporaryFile(prefix="leadhub-import-", delete=False) as f:
-                for chunk in upload.chunks():
-                    f.write(chunk)
-            storage = TempFolderStorage(name=os.path.basename(f.name))
-            try:
-                context["report"] = lead_import_preview(
-                    campaign=form.cleaned_data["campaign"],
-                    path=storage.get_full_path(),
-                    file_name=upload.name,
-                    file_format=self._format_name(form.cleaned_data["format"]),
-                )
-            except ImportFileError as exc:
-                storage.remove()
-                form.add_error("import_file", str(exc))
-            else:
-                upload.tmp_storage_name = storage.name
-                context["confirm_form"] = self.create_confirm_form(request, import_form=form)
+        if request.method == "POST" and "column_mapping" in request.POST:
+            form = self.create_import_form(request)
+            response = self._mapped(request, context)
+            if response is not None:
+                return response
+        else:
+            form = self.create_import_form(request)
+            if request.method == "POST" and form.is_valid():
+                self._uploaded(request, form, context)
         context.update(
             self.admin_site.each_context(request),
             title="Import leads",
@@ -114,6 +175,109 @@ class LeadImportExportMixin(ImportExportMixin):
         )
         request.current_app = self.admin_site.name
         return TemplateResponse(request, [self.import_template_name], context)
+
+    def _uploaded(self, request, form, context) -> None:
+        """Step 1 -> 2: keep the upload, propose a field for every column."""
+        upload = form.cleaned_data["import_file"]
+        campaign = form.cleaned_data["campaign"]
+        # The stock view's tmp storage, written chunk by chunk: its save() takes the whole file at once.
+        with tempfile.NamedTemporaryFile(prefix="leadhub-import-", delete=False) as f:
+            for chunk in upload.chunks():
+                f.write(chunk)
+        storage = TempFolderStorage(name=os.path.basename(f.name))
+        file_format = self._format_name(form.cleaned_data["format"])
+        try:
+            proposal, _estimate = lead_import_propose(
+                campaign=campaign, path=storage.get_full_path(), file_name=upload.name, file_format=file_format
+            )
+        except ImportFileError as exc:
+            storage.remove()
+            form.add_error("import_file", str(exc))
+            return
+        hidden = {
+            "campaign": campaign.pk,
+            "import_file_name": storage.name,
+            "original_file_name": upload.name,
+            "format": form.cleaned_data["format"],
+        }
+        header = [c.header for c in proposal.columns]
+        context["mapping_form"] = ColumnMappingForm(initial=hidden, campaign=campaign, header=header, proposal=proposal)
+        context.update(proposal=proposal, phone_problem=proposal.phone_problem(), mapping_file_name=upload.name)
+
+    def _mapped(self, request, context):
+        """Step 2 -> 3: the operator's mapping; a preview now, or in the background for a big file."""
+        import_url = reverse("admin:campaigns_lead_import", current_app=self.admin_site.name)
+        campaign = Campaign.objects.filter(pk=request.POST.get("campaign")).first()
+        storage = TempFolderStorage(name=os.path.basename(request.POST.get("import_file_name", "")))
+        if campaign is None or not os.path.exists(storage.get_full_path()):
+            self.message_user(request, "The uploaded file is gone; upload it again.", messages.ERROR)
+            return redirect(import_url)
+        file_name = request.POST.get("original_file_name", "")
+        file_format = self._format_name(request.POST.get("format", "0"))
+        try:
+            proposal, estimate = lead_import_propose(
+                campaign=campaign, path=storage.get_full_path(), file_name=file_name, file_format=file_format
+            )
+        except ImportFileError as exc:
+            storage.remove()
+            self.message_user(request, str(exc), messages.ERROR)
+            return redirect(import_url)
+        header = [c.header for c in proposal.columns]
+        mapping_form = ColumnMappingForm(request.POST, campaign=campaign, header=header, proposal=proposal)
+        if not mapping_form.is_valid():
+            context.update(
+                mapping_form=mapping_form,
+                proposal=proposal,
+                phone_problem=proposal.phone_problem(),
+                mapping_file_name=file_name,
+            )
+            return None
+        choice = mapping_form.column_choice()
+        if estimate > settings.LEADHUB_IMPORT_BACKGROUND_ROWS:
+            try:
+                lead_import = lead_import_create(
+                    campaign=campaign,
+                    path=storage.get_full_path(),
+                    file_name=file_name,
+                    file_format=file_format,
+                    column_choice=choice,
+                    created_by=request.user,
+                    preview=True,
+                )
+            except ImportFileError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return redirect(import_url)
+            finally:
+                storage.remove()
+            lead_import_preview_start(lead_import=lead_import)
+            self.message_user(request, "The preview runs in the background; this page shows its progress.")
+            url = reverse("admin:campaigns_leadimport_change", args=[lead_import.pk], current_app=self.admin_site.name)
+            return redirect(url)
+        try:
+            context["report"] = lead_import_preview(
+                campaign=campaign,
+                path=storage.get_full_path(),
+                file_name=file_name,
+                file_format=file_format,
+                column_choice=choice,
+            )
+        except ImportFileError as exc:
+            context.update(
+                mapping_form=mapping_form, proposal=proposal, phone_problem=str(exc), mapping_file_name=file_name
+            )
+            return None
+        context["confirm_form"] = LeadConfirmImportForm(
+            initial={
+                "import_file_name": storage.name,
+                "original_file_name": file_name,
+                "format": request.POST.get("format", "0"),
+                "resource": "0",
+                "campaign": campaign.pk,
+                "column_choice": json.dumps(choice),
+            }
+        )
+        context["preview_campaign"] = campaign
+        return None
 
     @method_decorator(require_POST)
     def process_import(self, request, **kwargs):
@@ -136,6 +300,7 @@ class LeadImportExportMixin(ImportExportMixin):
                 path=storage.get_full_path(),
                 file_name=form.cleaned_data["original_file_name"],
                 file_format=self._format_name(form.cleaned_data["format"]),
+                column_choice=column_choice_from(form.cleaned_data["column_choice"]),
                 created_by=request.user,
             )
         except ImportFileError as exc:

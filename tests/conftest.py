@@ -7,5 +7,6 @@ pytest_plugins = [
     "tests.fixtures.importing",
     "tests.fixtures.callbacks",
     "tests.fixtures.push",
+    "tests.fixtures.dispatch",
     "tests.fixtures.browser",
 ]
