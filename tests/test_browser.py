@@ -9,7 +9,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from campaigns.models import Lead, LeadImport
+from campaigns.queues import IMPORTS_QUEUE
 from tests.fixtures.browser import WORKER_TIMEOUT_MS
+from uploads.queues import CALLBACKS_QUEUE, DEFAULT_QUEUE
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -41,24 +43,60 @@ def upload(page: Page, campaign, path) -> None:
     page.get_by_label("File to import").set_input_files(path)
     page.get_by_label("Format").select_option(label="csv")
     page.get_by_role("button", name="Submit").click()
+    expect(page.get_by_role("heading", name=f"Map the columns of {path.name}")).to_be_visible()
 
 
-def test_import_with_bad_rows_previews_them_then_imports_the_rest_and_hands_them_back(
-    operator, campaign, lead_file, tmp_path
-):
+def column_fields(page: Page) -> dict[str, str]:
+    """The mapping step as it stands: file column -> the campaign field chosen for it."""
+    return page.locator("#mapping-columns").evaluate(
+        """table => Object.fromEntries([...table.querySelectorAll("tbody tr")].map(
+            row => [row.querySelector("label").innerText.trim(), row.querySelector("select").value]))"""
+    )
+
+
+INDIAMART_HEADER = [
+    "SENDER_NAME",
+    "SENDER_MOBILE",
+    "SENDER_MOBILE_ALT",
+    "SENDER_CITY",
+    "RECEIVER_MOBILE",
+    "QUERY_MESSAGE",
+]
+SELLER = "+91-9812345678"  # IndiaMART's RECEIVER_MOBILE: the seller's own number, on every row
+
+
+def test_import_of_an_indiamart_export_maps_previews_and_imports_the_good_rows(operator, campaign, lead_file, tmp_path):
+    """upload -> map the columns -> preview (counts, rejected rows with line and reason) -> confirm -> the import's
+    page; the mapping is offered again for the next file with this header."""
     path = lead_file(
         [
-            ["9876543210", "Asha", "", ""],
-            ["12345", "Bad number", "", ""],
-            ["9876543211", "Meera", "200", ""],
-            ["98765-43210", "Again", "", ""],
-            ["9876543212", "José", "5", ""],
-        ]
+            ["Asha Rao", "+91-9876543210", "", "Pune", SELLER, "2 inch pipes"],
+            ["Bad number", "12345", "", "Pune", SELLER, "pipes"],
+            ["Harpreet Kaur", "", "+91-9815012345", "Ludhiana", SELLER, "fittings"],
+            ["Asha again", "98765-43210", "", "Pune", SELLER, "pipes"],
+            ["José", "+91-9876543212", "", "Panaji", SELLER, "valves"],
+        ],
+        header=INDIAMART_HEADER,
+        name="indiamart-leads.csv",
     )
     page = operator
 
     open_import(page)
     upload(page, campaign, path)
+    expect(page.locator("#import-profile")).to_have_text("Recognised: IndiaMART Lead Manager export")
+    proposed = column_fields(page)
+    assert (proposed["SENDER_MOBILE"], proposed["RECEIVER_MOBILE"]) == ("PhoneNumber", "ignore")
+    choice = {
+        "SENDER_NAME": "Name",
+        "SENDER_MOBILE": "PhoneNumber",
+        "SENDER_MOBILE_ALT": "ignore",
+        "SENDER_CITY": "extra",
+        "RECEIVER_MOBILE": "ignore",
+        "QUERY_MESSAGE": "extra",
+    }
+    for header, field in choice.items():
+        page.get_by_label(header, exact=True).select_option(field)
+    page.get_by_role("button", name="Preview import").click()
 
     summary = dict(table_rows(page, "#import-summary"))
     assert summary == {
@@ -66,14 +104,18 @@ def test_import_with_bad_rows_previews_them_then_imports_the_rest_and_hands_them
         "New leads to import": "2",
         "Duplicates (not imported)": "1",
         "Rejected rows": "2",
-        "Warnings": "1",
+        "Warnings": "3",
     }
+    assert {row[0]: row[1] for row in table_rows(page, "#import-mapping-used")} == choice
     rejected = [row[:2] for row in table_rows(page, "#rejected-rows")]
-    assert rejected == [
-        ["3", "'12345' is not a valid number for region IN"],
-        ["4", "Priority '200' is not a whole number from 1 to 99"],
-    ]
-    expect(page.locator("#import-warnings")).to_have_text("Line 6: Name 'José' is sent as 'Jose'")
+    assert rejected == [["3", "'12345' is not a valid number for region IN"], ["4", "PhoneNumber is empty"]]
+    expect(page.locator("#import-warnings li")).to_have_text(
+        [
+            "column 'SENDER_MOBILE_ALT' ignored: your choice",
+            "column 'RECEIVER_MOBILE' ignored: your choice",
+            "Line 6: Name 'José' is sent as 'Jose'",
+        ]
+    )
     assert not Lead.objects.exists(), "the preview wrote leads"
 
     page.get_by_role("button", name="Confirm import").click()
@@ -85,17 +127,24 @@ def test_import_with_bad_rows_previews_them_then_imports_the_rest_and_hands_them
     with page.expect_download() as download:
         page.get_by_role("link", name="Download rejected rows").click()
     with open(download.value.path(), encoding="utf-8-sig", newline="") as f:
-        rejected_file = [(row["line"], row["Phone"], row["reason"]) for row in csv.DictReader(f)]
+        rejected_file = [(row["line"], row["SENDER_NAME"], row["reason"]) for row in csv.DictReader(f)]
     assert rejected_file == [
-        ("3", "12345", "'12345' is not a valid number for region IN"),
-        ("4", "9876543211", "Priority '200' is not a whole number from 1 to 99"),
+        ("3", "Bad number", "'12345' is not a valid number for region IN"),
+        ("4", "Harpreet Kaur", "PhoneNumber is empty"),
     ]
     page.screenshot(path=tmp_path / "import-done.png", full_page=True)
-    leads = dict(Lead.objects.filter(campaign=campaign).values_list("phone_number", "name"))
-    assert leads == {"+919876543210": "Asha", "+919876543212": "Jose"}
+    leads = {lead.phone_number: (lead.name, lead.extra) for lead in Lead.objects.filter(campaign=campaign)}
+    assert leads == {
+        "+919876543210": ("Asha Rao", {"SENDER_CITY": "Pune", "QUERY_MESSAGE": "2 inch pipes"}),
+        "+919876543212": ("Jose", {"SENDER_CITY": "Panaji", "QUERY_MESSAGE": "valves"}),
+    }
+
+    open_import(page)
+    upload(page, campaign, path)
+    assert column_fields(page) == choice, "the operator's mapping is offered for a file with the same header"
 
 
-def test_a_big_import_runs_in_the_background_and_its_page_follows_it_to_the_end(
+def test_a_big_import_previews_and_runs_in_the_background_its_page_following_it_to_the_end(
     operator, campaign, lead_file, settings, start_rq_worker, tmp_path
 ):
     settings.LEADHUB_IMPORT_BACKGROUND_ROWS = 20
@@ -104,14 +153,25 @@ def test_a_big_import_runs_in_the_background_and_its_page_follows_it_to_the_end(
 
     open_import(page)
     upload(page, campaign, path)
+    assert column_fields(page) == {
+        "Phone": "PhoneNumber",
+        "Name": "Name",
+        "Priority": "Priority",
+        "ExpiryDate": "ExpiryDate",
+    }
+    page.get_by_role("button", name="Preview import").click()
+
+    expect(page.locator(".messagelist")).to_contain_text("The preview runs in the background")
+    assert readonly_field(page, "state") == "Previewing"
+    expect(page.locator("#preview-running")).to_contain_text("This page reloads itself")
+    # The worker starts only now, so the page is seen waiting; from here it reloads itself until the preview is done.
+    start_rq_worker(IMPORTS_QUEUE)
+    expect(page.locator(".field-state .readonly")).to_have_text("Previewed", timeout=WORKER_TIMEOUT_MS)
     assert dict(table_rows(page, "#import-summary"))["New leads to import"] == "120"
+    assert not Lead.objects.exists(), "the preview wrote leads"
     page.get_by_role("button", name="Confirm import").click()
 
     expect(page.locator(".messagelist")).to_contain_text("runs in the background")
-    assert readonly_field(page, "state") == "Pending"
-    expect(page.locator(".field-progress progress")).to_have_attribute("value", "0")
-    # The worker starts only now, so the page is seen waiting; from here it reloads itself until the import ends.
-    start_rq_worker("imports")
     expect(page.locator(".field-state .readonly")).to_have_text("Completed", timeout=WORKER_TIMEOUT_MS)
     assert readonly_field(page, "imported") == "120"
     expect(page.locator(".field-progress progress")).to_have_attribute("value", "100")
@@ -125,13 +185,14 @@ def lead_counts(page: Page) -> dict[str, str]:
 
 
 def test_push_from_the_lead_list_and_watch_the_leads_reach_the_dialer(
-    operator, push_account, push_emulator, campaign, make_leads, start_rq_worker, settings, tmp_path
+    operator, push_account, push_emulator, campaign, make_leads, start_rq_worker, start_dispatcher, settings, tmp_path
 ):
     settings.CLOUDAGENT_BATCH_SIZE = 4
     leads = make_leads(10)
     dnd = leads[3].phone_number[3:]
     push_emulator.configure(dnd=[dnd])
-    start_rq_worker("push", "callbacks", "default")
+    start_dispatcher(LEADHUB_PUBLIC_URL=settings.LEADHUB_PUBLIC_URL)
+    start_rq_worker(CALLBACKS_QUEUE, DEFAULT_QUEUE)
     page = operator
 
     page.get_by_role("link", name="Leads", exact=True).first.click()
