@@ -1,6 +1,7 @@
 """The operator's flows in a real browser (Debian's Chromium through Playwright) against the live server, with
-real RQ workers and the CloudAgent emulator over HTTP: import a file with bad rows, import a big file in the
-background, push leads and watch them reach the dialer. Each flow ends with a screenshot in the test's folder."""
+real RQ workers, a real dispatcher and the CloudAgent emulator over HTTP: import a marketplace export through the
+column-mapping step, import a big file whose preview and import both run in the background, push leads and watch
+them reach the dialer. Each flow ends with a screenshot in the test's folder."""
 
 import csv
 import time
