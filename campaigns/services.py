@@ -3,6 +3,7 @@
 import csv
 import tempfile
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -304,6 +305,27 @@ def lead_import_resume(*, lead_import: LeadImport) -> bool:
         raise LeadImportError(f"Only a failed or stopped import can be resumed; this one is {lead_import.state}.")
     lead_import.refresh_from_db()
     return lead_import_start(lead_import=lead_import)
+
+
+def lead_imports_resume_stopped(*, older_than: timedelta = timedelta(minutes=1)) -> int:
+    """Background imports whose RQ job is gone (a worker killed outright, or Redis come back empty): start the
+    pending ones again and resume the running ones from their stored file. The import row is the record of
+    the work; the job was only a way to run it. Returns how many were restarted."""
+    stopped = LeadImport.objects.filter(
+        state__in=[LeadImport.State.PENDING, LeadImport.State.RUNNING],
+        rows__gt=settings.LEADHUB_IMPORT_BACKGROUND_ROWS,
+        created_at__lt=timezone.now() - older_than,
+    ).select_related("campaign")
+    restarted = 0
+    for lead_import in stopped:
+        if queues.lead_import_job_alive(lead_import_id=lead_import.pk):
+            continue
+        if lead_import.state == LeadImport.State.PENDING:
+            lead_import_start(lead_import=lead_import)
+        else:
+            lead_import_resume(lead_import=lead_import)
+        restarted += 1
+    return restarted
 
 
 def lead_import_run(*, lead_import: LeadImport, progress: Callable[[int, int], None] | None = None) -> ImportReport:
