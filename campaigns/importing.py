@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from python_calamine import CalamineError, CalamineWorkbook
 
 from campaigns.models import Campaign, Lead, LeadStatus
 from campaigns.normalize import PhoneError, clean_name, format_phone, normalize_phone
+from cloudagent.spreadsheet_guard import SheetLimits, SpreadsheetRefused, spreadsheet_check
 
 CHUNK_ROWS = 5000
 # contract.md, Limits: "2000 characters per row including all headers".
@@ -207,7 +209,12 @@ def _csv_sheet(path: Path, delimiter: str | None = None) -> Iterator[Sheet]:
 @contextmanager
 def _workbook_sheet(path: Path) -> Iterator[Sheet]:
     """The first sheet of an XLSX, XLS or ODS workbook, through python-calamine (~15x faster than openpyxl).
-    calamine holds the sheet's cells in memory (about 0.3 KB a row; a sheet has at most 1,048,576 rows)."""
+    calamine holds the sheet's cells in memory (about 0.3 KB a row; a sheet has at most 1,048,576 rows), and
+    aborts the process when a sheet's bounding box cannot be allocated: the guard measures it first."""
+    try:
+        spreadsheet_check(path, limits=SheetLimits.from_settings(settings))
+    except SpreadsheetRefused as exc:
+        raise ImportFileError(str(exc)) from exc
     try:
         workbook = CalamineWorkbook.from_path(str(path))
         sheet = workbook.get_sheet_by_index(0)

@@ -160,6 +160,12 @@ LEADHUB_WATCHDOG_SECONDS = env_float("LEADHUB_WATCHDOG_SECONDS", 60)
 LEADHUB_PUSH_INLINE_LEADS = env_int("LEADHUB_PUSH_INLINE_LEADS", 20_000)
 # Imports with more rows than this are confirmed into a background job with a progress bar.
 LEADHUB_IMPORT_BACKGROUND_ROWS = env_int("LEADHUB_IMPORT_BACKGROUND_ROWS", 5000)
+# A spreadsheet (a lead file or a failed-rows file) is measured before it is read: calamine allocates the bounding
+# box of its cells at once (~32 bytes a cell) and aborts the process when it cannot.
+LEADHUB_SHEET_MAX_ROWS = env_int("LEADHUB_SHEET_MAX_ROWS", 1_048_576)
+LEADHUB_SHEET_MAX_COLUMNS = env_int("LEADHUB_SHEET_MAX_COLUMNS", 200)
+LEADHUB_SHEET_MAX_CELLS = env_int("LEADHUB_SHEET_MAX_CELLS", 12_000_000)
+LEADHUB_SHEET_MAX_XML_BYTES = env_int("LEADHUB_SHEET_MAX_XML_BYTES", 2 * 1024**3)
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)

@@ -40,6 +40,7 @@ from rq.job import JobStatus
 
 from campaigns.models import CloudAgentAccount, Lead
 from campaigns.normalize import PhoneError, normalize_phone
+from cloudagent.spreadsheet_guard import SheetLimits, SpreadsheetRefused, spreadsheet_check
 from uploads.models import CallbackEvent, UploadTransaction
 
 logger = logging.getLogger(__name__)
@@ -665,6 +666,10 @@ def failed_file_read(content: bytes) -> FailedFileRows:
     """Rows of a failed file, CSV or a spreadsheet (its format is undocumented: contract.md infers CSV or XLSX
     with the request's headers and a reason column). The phone column is found by its header, any case."""
     if content[:4] in (b"PK\x03\x04", b"\xd0\xcf\x11\xe0"):
+        try:
+            spreadsheet_check(content, limits=SheetLimits.from_settings(settings))
+        except SpreadsheetRefused as exc:
+            raise FailedFileUnavailable(f"the failed file is refused: {exc}") from exc
         try:
             workbook = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(content))
             table = workbook.get_sheet_by_index(0).to_python()
