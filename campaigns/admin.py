@@ -7,7 +7,7 @@ from collections import Counter
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connections, models
 from django.http import FileResponse, Http404, StreamingHttpResponse
@@ -30,6 +30,7 @@ from campaigns.normalize import PhoneError, normalize_phone
 from campaigns.resources import LeadExportResource
 from campaigns.services import (
     LeadImportError,
+    account_base_url_check,
     lead_import_create,
     lead_import_preview,
     lead_import_resume,
@@ -120,11 +121,25 @@ class AccountForm(forms.ModelForm):
 
     def clean_api_key(self):
         key = self.cleaned_data.get("api_key", "").strip()
+        self.api_key_typed = bool(key)
         if key:
             return key
         if self.instance.pk:
             return self.instance.api_key
         raise forms.ValidationError("An API key is required.")
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("base_url"):
+            try:
+                account_base_url_check(
+                    account=self.instance if self.instance.pk else None,
+                    base_url=cleaned["base_url"],
+                    api_key_given=getattr(self, "api_key_typed", False),
+                )
+            except ValidationError as exc:
+                self.add_error(None, exc)
+        return cleaned
 
 
 @admin.register(CloudAgentAccount)

@@ -8,6 +8,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from leadhub.fields import EncryptedTextField
+
 DOMESTIC_BASE_URL = "https://in1-ccaas-api.ozonetel.com"
 INTERNATIONAL_BASE_URL = "https://api.ccaas.ozonetel.com"
 
@@ -28,7 +30,7 @@ class CloudAgentAccount(models.Model):
 
     name = models.CharField("display name", max_length=100, unique=True)
     user_name = models.CharField(max_length=100)
-    api_key = models.CharField("API key", max_length=200)
+    api_key = EncryptedTextField("API key", max_length=200)  # a Fernet token in the database
     base_url = models.URLField(
         "base URL",
         default=DOMESTIC_BASE_URL,

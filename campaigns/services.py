@@ -4,8 +4,10 @@ import csv
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
@@ -25,20 +27,47 @@ from campaigns.models import DOMESTIC_BASE_URL, Campaign, CloudAgentAccount, Lea
 IMPORT_ERRORS_KEPT = 200
 
 
+def account_base_url_check(*, account: CloudAgentAccount | None, base_url: str, api_key_given: bool) -> None:
+    """Every request carries the account's API key to its base URL, so the URL is https (plain http only with
+    LEADHUB_ALLOW_PLAIN_HTTP, i.e. DJANGO_DEBUG), and moving an account to another URL takes its key typed again:
+    whoever may edit the account but not read the key must not be able to send it to a server of theirs."""
+    parts = urlsplit(base_url)
+    schemes = ("https", "http") if settings.LEADHUB_ALLOW_PLAIN_HTTP else ("https",)
+    if parts.scheme.lower() not in schemes or not parts.hostname:
+        raise ValidationError({"base_url": f"The base URL must be an {' or '.join(schemes)} URL."})
+    if account is not None and account.pk and base_url != account.base_url and not api_key_given:
+        raise ValidationError({"api_key": "Type the API key again to change the base URL: the key is sent there."})
+
+
 @transaction.atomic
 def account_upsert(*, name: str, user_name: str, api_key: str, base_url: str = "") -> tuple[CloudAgentAccount, bool]:
-    """Create the account or bring it up to date; idempotent, so scripts can run it on every deploy."""
-    account, created = CloudAgentAccount.objects.select_for_update().get_or_create(
-        name=name, defaults={"user_name": user_name, "api_key": api_key, "base_url": base_url or DOMESTIC_BASE_URL}
-    )
-    if not created:
-        account.user_name = user_name
+    """Create the account or bring it up to date; idempotent, so scripts can run it on every deploy. An empty
+    api_key keeps the stored one (a new account needs one)."""
+    account = CloudAgentAccount.objects.select_for_update().filter(name=name).first()
+    created = account is None
+    if created and not api_key:
+        raise ValidationError({"api_key": "A new account needs an API key."})
+    base_url = base_url or (DOMESTIC_BASE_URL if created else account.base_url)
+    account_base_url_check(account=account, base_url=base_url, api_key_given=bool(api_key))
+    if created:
+        account = CloudAgentAccount(name=name)
+    account.user_name = user_name
+    account.base_url = base_url
+    if api_key:
         account.api_key = api_key
-        if base_url:
-            account.base_url = base_url
     account.full_clean()
     account.save()
     return account, created
+
+
+def account_secrets_reencrypt() -> int:
+    """Store every API key again under the newest LEADHUB_FIELD_ENCRYPTION_KEYS key (reading accepts any of
+    them), so the older keys can be dropped. One short UPDATE per account; safe to run again."""
+    count = 0
+    for account_id, api_key in CloudAgentAccount.objects.values_list("pk", "api_key"):
+        CloudAgentAccount.objects.filter(pk=account_id).update(api_key=api_key)
+        count += 1
+    return count
 
 
 @transaction.atomic

@@ -27,6 +27,18 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY is required unless DJANGO_DEBUG=1")
     SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+# Fernet keys for secrets stored in the database (CloudAgent API keys), newest first: the first encrypts, all
+# decrypt, so a key is rotated by prepending a new one and running `manage.py reencrypt_secrets`.
+LEADHUB_FIELD_ENCRYPTION_KEYS = [
+    k.strip() for k in os.environ.get("LEADHUB_FIELD_ENCRYPTION_KEYS", "").split(",") if k.strip()
+]
+if not LEADHUB_FIELD_ENCRYPTION_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "LEADHUB_FIELD_ENCRYPTION_KEYS is required unless DJANGO_DEBUG=1; make one with "
+            '`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`'
+        )
+    LEADHUB_FIELD_ENCRYPTION_KEYS = ["ZGV2LW9ubHktaW5zZWN1cmUta2V5LWRvLW5vdC11c2U="]  # dev only, like SECRET_KEY's
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 
@@ -125,6 +137,9 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600} for name in ("default", "push", "callbacks", "imports")}
 RQ_SHOW_ADMIN_LINK = True
 
+# Plain http for CloudAgent base URLs and fetched failed-rows files: development only (the API key and the
+# provider's files cross the network).
+LEADHUB_ALLOW_PLAIN_HTTP = DEBUG
 LEADHUB_PUBLIC_URL = os.environ.get("LEADHUB_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 CLOUDAGENT_BATCH_SIZE = env_int("CLOUDAGENT_BATCH_SIZE", 500)
 if not 1 <= CLOUDAGENT_BATCH_SIZE <= 500:

@@ -277,6 +277,7 @@ def test_production_settings_pass_the_deployment_checklist(tmp_path):
         "PATH": os.environ["PATH"],
         "DJANGO_SETTINGS_MODULE": "leadhub.settings",
         "SECRET_KEY": secrets.token_urlsafe(50),
+        "LEADHUB_FIELD_ENCRYPTION_KEYS": "dGVzdC1vbmx5LWZpZWxkLWVuY3J5cHRpb24ta2V5LTA=",
         "ALLOWED_HOSTS": "leadhub.example.com",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'deploy.sqlite3'}",
         "SECURE_SSL_REDIRECT": "1",
