@@ -6,6 +6,7 @@ import tempfile
 from collections import Counter
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -31,6 +32,7 @@ from campaigns.resources import LeadExportResource
 from campaigns.services import (
     LeadImportError,
     account_base_url_check,
+    account_callback_secret_rotate,
     lead_import_create,
     lead_import_preview,
     lead_import_resume,
@@ -142,9 +144,22 @@ class AccountForm(forms.ModelForm):
         return cleaned
 
 
+@admin.action(description="Rotate the callback URL of selected accounts", permissions=["change"])
+def rotate_callback_secret(modeladmin, request, queryset):
+    for account_id in queryset.values_list("pk", flat=True):
+        account_callback_secret_rotate(account_id=account_id)
+    hours = settings.CLOUDAGENT_CALLBACK_SECRET_GRACE_SECONDS / 3600
+    modeladmin.message_user(
+        request,
+        f"New callback URLs for {queryset.count()} account(s); the old ones answer for {hours:g} more hour(s).",
+        messages.SUCCESS,
+    )
+
+
 @admin.register(CloudAgentAccount)
 class CloudAgentAccountAdmin(admin.ModelAdmin):
     form = AccountForm
+    actions = [rotate_callback_secret]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ["name", "user_name", "api_key_masked", "base_url", "is_active", "problem_flag"]
     list_filter = ["is_active"]

@@ -38,6 +38,9 @@ class CloudAgentAccount(models.Model):
     )
     # CloudAgent signs nothing, so the callback URL itself is the credential (contract.md, callback).
     callback_secret = models.CharField(max_length=64, unique=True, default=new_callback_secret, editable=False)
+    # After a rotation the old URL keeps answering until batches sent with it have had their callbacks.
+    previous_callback_secret = models.CharField(max_length=64, blank=True, default="", editable=False)
+    previous_callback_secret_until = models.DateTimeField(null=True, blank=True, editable=False)
     is_active = models.BooleanField("active", default=True)
     problem = models.TextField(blank=True, help_text="Set when CloudAgent refused our credentials.")
     problem_at = models.DateTimeField(null=True, blank=True)

@@ -3,6 +3,7 @@
 import csv
 import tempfile
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,7 +22,7 @@ from campaigns.importing import (
     map_columns,
     open_sheet,
 )
-from campaigns.models import DOMESTIC_BASE_URL, Campaign, CloudAgentAccount, Lead, LeadImport
+from campaigns.models import DOMESTIC_BASE_URL, Campaign, CloudAgentAccount, Lead, LeadImport, new_callback_secret
 
 # LeadImport.errors keeps this many {line, reason}; the rejected-rows file has every one.
 IMPORT_ERRORS_KEPT = 200
@@ -58,6 +59,23 @@ def account_upsert(*, name: str, user_name: str, api_key: str, base_url: str = "
     account.full_clean()
     account.save()
     return account, created
+
+
+def account_callback_secret_rotate(*, account_id: int) -> CloudAgentAccount:
+    """A new callback URL for the account. Batches already sent carry the old URL in their callBackUrl, so it
+    keeps answering for CLOUDAGENT_CALLBACK_SECRET_GRACE_SECONDS, then 404s; a second rotation within the grace
+    period ends the first one's."""
+    with transaction.atomic():
+        account = CloudAgentAccount.objects.select_for_update().get(pk=account_id)
+        CloudAgentAccount.objects.filter(pk=account.pk, callback_secret=account.callback_secret).update(
+            previous_callback_secret=account.callback_secret,
+            previous_callback_secret_until=timezone.now()
+            + timedelta(seconds=settings.CLOUDAGENT_CALLBACK_SECRET_GRACE_SECONDS),
+            callback_secret=new_callback_secret(),
+            updated_at=timezone.now(),
+        )
+    account.refresh_from_db()
+    return account
 
 
 def account_secrets_reencrypt() -> int:

@@ -156,6 +156,8 @@ CLOUDAGENT_MAX_ATTEMPTS = env_int("CLOUDAGENT_MAX_ATTEMPTS", 6)
 CLOUDAGENT_BACKOFF_SECONDS = env_float("CLOUDAGENT_BACKOFF_SECONDS", 5)
 CLOUDAGENT_BACKOFF_MAX_SECONDS = env_float("CLOUDAGENT_BACKOFF_MAX_SECONDS", 600)
 CLOUDAGENT_CALLBACK_OVERDUE_SECONDS = env_int("CLOUDAGENT_CALLBACK_OVERDUE_SECONDS", 3600)
+# After a callback secret is rotated the old URL answers this long (callbacks of batches sent before), then 404s.
+CLOUDAGENT_CALLBACK_SECRET_GRACE_SECONDS = env_int("CLOUDAGENT_CALLBACK_SECRET_GRACE_SECONDS", 48 * 3600)
 CLOUDAGENT_CALLBACK_MAX_BYTES = env_int("CLOUDAGENT_CALLBACK_MAX_BYTES", 1024 * 1024)
 CLOUDAGENT_FAILED_FILE_MAX_BYTES = env_int("CLOUDAGENT_FAILED_FILE_MAX_BYTES", 20 * 1024 * 1024)
 CLOUDAGENT_FAILED_FILE_TIMEOUT = env_float("CLOUDAGENT_FAILED_FILE_TIMEOUT", 60)
@@ -194,8 +196,17 @@ if not DEBUG:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"redact_secret_paths": {"()": "leadhub.logfilters.RedactSecretPaths"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secret_paths"]}
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Filters on the loggers that write request paths: a record is redacted where it is made, before
+        # Django's own handlers (mail_admins, the runserver console) or any other one sees it.
+        "django.request": {"filters": ["redact_secret_paths"]},
+        "django.server": {"filters": ["redact_secret_paths"]},
+    },
 }
