@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
+from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
@@ -341,7 +342,7 @@ def test_seed_demo_is_idempotent_and_leaves_a_login_leads_and_sample_files(clien
     seeded = json.loads(out.getvalue())
 
     assert Lead.objects.count() == 50 and Campaign.objects.count() == 2
-    assert client.login(username="admin", password="leadhub-demo")
+    assert client.login(request=RequestFactory().post("/admin/login/"), username="admin", password="leadhub-demo")
     sample = Path(seeded["sample_file"]).read_text()
     assert sample.splitlines()[0] == "Mobile No,Customer Name,priority,Expiry,City"
     dnd = Path(seeded["dnd_file"]).read_text().split()
