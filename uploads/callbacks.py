@@ -320,11 +320,21 @@ def _host_matches(host: str, allowed: str) -> bool:
 
 
 def account_for_callback_secret(secret: str) -> CloudAgentAccount | None:
-    """The account whose callback URL this is. Every secret is compared in constant time, none skipped, so the
-    response time says nothing about how close a guess came (the URL is the only credential)."""
+    """The account whose callback URL this is, or was until a rotation less than the grace period ago. Every
+    secret is compared in constant time, none skipped, so the response time says nothing about how close a
+    guess came (the URL is the only credential)."""
     match = None
-    for account in CloudAgentAccount.objects.only("pk", "callback_secret"):
+    now = timezone.now()
+    accounts = CloudAgentAccount.objects.only(
+        "pk", "callback_secret", "previous_callback_secret", "previous_callback_secret_until"
+    )
+    for account in accounts:
         if constant_time_compare(account.callback_secret, secret):
+            match = account
+        previous_valid = (
+            account.previous_callback_secret_until is not None and account.previous_callback_secret_until > now
+        )
+        if constant_time_compare(account.previous_callback_secret, secret) and previous_valid and secret:
             match = account
     return match
 

@@ -99,7 +99,7 @@ def test_too_many_columns_or_rows_are_refused_with_a_message(campaign, tmp_path,
 def test_a_file_built_to_stall_the_delimiter_sniffer_is_read_in_linear_time(campaign, tmp_path):
     """64 KB of `,"` took csv.Sniffer 45 s of CPU on every preview, confirm and run."""
     path = tmp_path / "leads.csv"
-    path.write_text("Phone,Name\n" + ',"' * 32 * 1024)
+    path.write_text(',"' * 32 * 1024 + "\n9876543210\n")
     try:
         lead_import_preview(campaign=campaign, path=path, file_name=path.name)
     except ImportFileError:
