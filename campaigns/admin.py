@@ -30,9 +30,11 @@ from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
 from campaigns.normalize import PhoneError, normalize_phone
 from campaigns.resources import LeadExportResource
 from campaigns.services import (
+    IMPORT_PREVIEW_PREFIX,
     LeadImportError,
     account_base_url_check,
     account_callback_secret_rotate,
+    import_previews_sweep,
     lead_import_create,
     lead_import_preview,
     lead_import_resume,
@@ -343,7 +345,8 @@ class LeadImportExportMixin(ImportExportMixin):
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["import_file"]
             # The stock view's tmp storage, written chunk by chunk: its save() takes the whole file at once.
-            with tempfile.NamedTemporaryFile(prefix="leadhub-import-", delete=False) as f:
+            import_previews_sweep()
+            with tempfile.NamedTemporaryFile(prefix=IMPORT_PREVIEW_PREFIX, delete=False) as f:
                 for chunk in upload.chunks():
                     f.write(chunk)
             storage = TempFolderStorage(name=os.path.basename(f.name))

@@ -2,6 +2,7 @@
 
 import csv
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -116,6 +117,27 @@ def campaign_upsert(
     campaign.full_clean()
     campaign.save()
     return campaign, created
+
+
+IMPORT_PREVIEW_PREFIX = "leadhub-import-"
+
+
+def import_previews_sweep(*, older_than: timedelta | None = None) -> int:
+    """Delete uploaded files that were previewed and never confirmed (confirming removes its own): they hold
+    customers' numbers and would pile up in the temp folder forever. Age from the file's mtime; returns how many
+    were removed. Run on every preview and by `manage.py sweep_import_previews`."""
+    if older_than is None:
+        older_than = timedelta(seconds=settings.LEADHUB_IMPORT_PREVIEW_MAX_AGE_SECONDS)
+    cutoff = time.time() - older_than.total_seconds()
+    removed = 0
+    for path in Path(tempfile.gettempdir()).glob(f"{IMPORT_PREVIEW_PREFIX}*"):
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass  # a confirm or another sweep took it first
+    return removed
 
 
 class LeadImportError(Exception):

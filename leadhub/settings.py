@@ -192,6 +192,8 @@ LEADHUB_WATCHDOG_SECONDS = env_float("LEADHUB_WATCHDOG_SECONDS", 60)
 LEADHUB_PUSH_INLINE_LEADS = env_int("LEADHUB_PUSH_INLINE_LEADS", 20_000)
 # Imports with more rows than this are confirmed into a background job with a progress bar.
 LEADHUB_IMPORT_BACKGROUND_ROWS = env_int("LEADHUB_IMPORT_BACKGROUND_ROWS", 5000)
+# A previewed upload nobody confirmed is deleted after this long.
+LEADHUB_IMPORT_PREVIEW_MAX_AGE_SECONDS = env_int("LEADHUB_IMPORT_PREVIEW_MAX_AGE_SECONDS", 6 * 3600)
 # A spreadsheet (a lead file or a failed-rows file) is measured before it is read: calamine allocates the bounding
 # box of its cells at once (~32 bytes a cell) and aborts the process when it cannot.
 LEADHUB_SHEET_MAX_ROWS = env_int("LEADHUB_SHEET_MAX_ROWS", 1_048_576)
