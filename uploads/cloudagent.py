@@ -36,6 +36,8 @@ STANDARD_HEADERS = ("PhoneNumber", "Name", "Priority", "ExpiryDate", "AgentId", 
 
 USER_AGENT = f"leadhub/{leadhub.__version__} (+CloudAgent bulk client)"
 BODY_LIMIT = 2000  # characters of a response body kept on an error
+# CloudAgent answers with a few hundred bytes of JSON; a bigger answer is not CloudAgent's, and is not read whole.
+MAX_ANSWER_BYTES = 1024 * 1024
 REDACTED = "[redacted]"
 
 # contract.md, Limits. CloudAgent's check is not published; we read "letters" and "digits" as ASCII, the
@@ -191,6 +193,7 @@ class CloudAgentClient:
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         session: requests.Session | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ):
         parts = urlsplit(base_url or "")
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -201,6 +204,7 @@ class CloudAgentClient:
         self._api_key = api_key
         # requests' read timeout bounds each wait for bytes, not the whole answer; CloudAgent answers small.
         self.timeout = (connect_timeout, read_timeout)
+        self.max_answer_bytes = max_answer_bytes
         self._owns_session = session is None
         self.session = session if session is not None else requests.Session()
 
@@ -274,18 +278,35 @@ class CloudAgentClient:
                 headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
                 timeout=self.timeout,
                 allow_redirects=False,
+                stream=True,
             )
+            with response:
+                content = self._answer_read(response)
         except requests.RequestException as err:
             raise TransientError(
                 self._redact(f"{_describe_transport_error(err)} (POST to {self.base_url})"),
                 ambiguous=_may_have_been_sent(err),
             ) from err
-        return self._parse(response)
+        return self._parse(response.status_code, content, response.encoding)
 
-    def _parse(self, response: requests.Response) -> AddBulkDataResult:
-        status = response.status_code
-        body = _truncate(self._redact(response.text))
-        answer = _json_object(response.content)
+    def _answer_read(self, response: requests.Response) -> bytes:
+        """The body up to max_answer_bytes. Over it, the answer came from something other than CloudAgent's API
+        (a proxy's page, a misconfigured base URL): CloudAgent may still have queued the request."""
+        chunks, size = [], 0
+        for chunk in response.iter_content(64 * 1024):
+            size += len(chunk)
+            if size > self.max_answer_bytes:
+                raise UnexpectedResponseError(
+                    f"the answer is over {self.max_answer_bytes} bytes; it was not read",
+                    status_code=response.status_code,
+                    ambiguous=True,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _parse(self, status: int, content: bytes, encoding: str | None) -> AddBulkDataResult:
+        body = _truncate(self._redact(content.decode(encoding or "utf-8", "replace")))
+        answer = _json_object(content)
 
         # CloudAgent's documented answers are all HTTP 200 (inferred, contract.md): recognise them by body
         # whatever the status, so a CloudAgent that starts sending e.g. 400 with them is still understood.
@@ -319,7 +340,7 @@ class CloudAgentClient:
             raise RateLimitedError("HTTP 429 Too Many Requests", status_code=status, body=body)
         if status >= 500:
             raise TransientError("CloudAgent server error", status_code=status, body=body, ambiguous=True)
-        if 200 <= status < 300 and _is_json(response.content):
+        if 200 <= status < 300 and _is_json(content):
             raise UnexpectedResponseError(
                 "CloudAgent's answer is JSON but not an object", status_code=status, body=body, ambiguous=True
             )
