@@ -226,6 +226,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
         # Filters on the loggers that write request paths: a record is redacted where it is made, before
         # Django's own handlers (mail_admins, the runserver console) or any other one sees it.
         "django.request": {"filters": ["redact_secret_paths"]},
