@@ -40,6 +40,7 @@ from campaigns.services import (
     lead_import_resume,
     lead_import_start,
     lead_import_undo,
+    lead_phone_check,
 )
 from uploads.selectors import campaign_progress
 from uploads.services import callback_url_for, campaign_push_new, leads_push_request
@@ -416,8 +417,31 @@ class LeadImportExportMixin(ImportExportMixin):
         return redirect(url)
 
 
+class LeadForm(forms.ModelForm):
+    """A lead entered or edited by hand: its number normalised and checked for duplicates, as an import does."""
+
+    class Meta:
+        model = Lead
+        fields = ["campaign", "phone_number", "name", "priority", "expiry_date", "agent_id", "skill", "extra"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("campaign") and cleaned.get("phone_number"):
+            try:
+                cleaned["phone_number"] = lead_phone_check(
+                    campaign=cleaned["campaign"], phone_number=cleaned["phone_number"], lead_id=self.instance.pk
+                )
+            except ValidationError as exc:
+                self.add_error(None, exc)
+        return cleaned
+
+    def validate_unique(self):
+        """lead_phone_check has said it in words; the constraint would repeat it in the model's."""
+
+
 @admin.register(Lead)
 class LeadAdmin(LeadImportExportMixin, admin.ModelAdmin):
+    form = LeadForm
     actions = [push_selected_leads]
     list_display = [
         "phone_number",

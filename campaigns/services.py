@@ -24,6 +24,7 @@ from campaigns.importing import (
     open_sheet,
 )
 from campaigns.models import DOMESTIC_BASE_URL, Campaign, CloudAgentAccount, Lead, LeadImport, new_callback_secret
+from campaigns.normalize import PhoneError, normalize_phone
 
 # LeadImport.errors keeps this many {line, reason}; the rejected-rows file has every one.
 IMPORT_ERRORS_KEPT = 200
@@ -138,6 +139,19 @@ def import_previews_sweep(*, older_than: timedelta | None = None) -> int:
         except FileNotFoundError:
             pass  # a confirm or another sweep took it first
     return removed
+
+
+def lead_phone_check(*, campaign: Campaign, phone_number: str, lead_id: int | None = None) -> str:
+    """The number as leads store it (E.164 for the campaign's region), refused when it is not a phone number or
+    the campaign has it already: a lead entered by hand follows the import's rules, or a failed-rows file naming
+    it could never be matched to it."""
+    try:
+        phone = normalize_phone(phone_number, campaign.phone_region)
+    except PhoneError as exc:
+        raise ValidationError({"phone_number": str(exc)}) from None
+    if Lead.objects.filter(campaign=campaign, phone_number=phone).exclude(pk=lead_id).exists():
+        raise ValidationError({"phone_number": f"{phone} is already in this campaign."})
+    return phone
 
 
 class LeadImportError(Exception):

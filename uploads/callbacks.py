@@ -105,6 +105,7 @@ ALREADY_HELD = re.compile(r"already\s+exist", re.IGNORECASE)
 ALREADY_HELD_REASON = "CloudAgent already held it: an earlier attempt of this batch got through"
 GENERIC_FAILED_REASON = "CloudAgent did not add this number (its failed file gives no reason)"
 UNCONFIRMED_REASON = "CloudAgent did not process every row of this batch and did not say which"
+UNMATCHED_ROWS_REASON = "CloudAgent's failed file names rows we cannot match to this batch's leads"
 
 
 class CallbackInvalid(ValueError):
@@ -793,13 +794,17 @@ def _failed_file_apply(upload_transaction: UploadTransaction, found: FailedFileR
         )
         outcomes: dict[tuple[str, str], list[int]] = defaultdict(list)
         resent = _resent_because_unsure(upload_transaction)
+        # A row naming no open lead may be one of them written another way: the unnamed leads are then not
+        # proven uploaded.
+        unmatched = unreadable + sum(1 for phone in reasons if phone not in leads)
+        unnamed = (Lead.Status.UNCONFIRMED, UNMATCHED_ROWS_REASON) if unmatched else (Lead.Status.UPLOADED, "")
         for phone, lead_id in leads.items():
             if phone in reasons and resent and ALREADY_HELD.search(reasons[phone]):
                 outcomes[(Lead.Status.UPLOADED, ALREADY_HELD_REASON)].append(lead_id)
             elif phone in reasons:
                 outcomes[(Lead.Status.FAILED, reasons[phone])].append(lead_id)
             else:
-                outcomes[(Lead.Status.UPLOADED, "")].append(lead_id)
+                outcomes[unnamed].append(lead_id)
         _leads_settle(upload_transaction.pk, outcomes)
         failed = sum(len(ids) for (status, _), ids in outcomes.items() if status == Lead.Status.FAILED)
         held = len(outcomes.get((Lead.Status.UPLOADED, ALREADY_HELD_REASON), ()))
@@ -815,7 +820,8 @@ def _failed_file_apply(upload_transaction: UploadTransaction, found: FailedFileR
                 attention="; ".join(notes)[:500], updated_at=timezone.now()
             )
     return (
-        f"{failed} leads failed, {len(leads) - failed} uploaded ({len(found.rows)} rows in the failed file, "
+        f"{failed} leads failed, {len(leads) - failed} {'unconfirmed' if unmatched else 'uploaded'} "
+        f"({len(found.rows)} rows in the failed file, "
         f"phone column {found.phone_header!r}, reason column {found.reason_header or '(none)'!r})"
     )
 
