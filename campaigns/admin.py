@@ -24,7 +24,7 @@ from import_export.formats.base_formats import CSV, JSON, ODS, TSV, XLS, XLSX
 from import_export.tmp_storages import TempFolderStorage
 
 from campaigns.exporting import leads_export_csv, leads_export_xlsx
-from campaigns.forms import LeadConfirmImportForm, LeadImportForm
+from campaigns.forms import LeadConfirmImportForm, LeadImportForm, preview_token
 from campaigns.importing import ALIASES, ImportFileError
 from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
 from campaigns.normalize import PhoneError, normalize_phone
@@ -78,12 +78,12 @@ def report_push(modeladmin, request, summary) -> None:
         modeladmin.message_user(request, "There was nothing to push.", messages.INFO)
 
 
-@admin.action(description="Push selected leads to CloudAgent", permissions=["change"])
+@admin.action(description="Push selected leads to CloudAgent", permissions=["push"])
 def push_selected_leads(modeladmin, request, queryset):
     report_push(modeladmin, request, leads_push_request(leads=queryset, user=request.user))
 
 
-@admin.action(description="Push all new leads to CloudAgent", permissions=["change"])
+@admin.action(description="Push all new leads to CloudAgent", permissions=["push"])
 def push_new_leads(modeladmin, request, queryset):
     for campaign in queryset:
         report_push(modeladmin, request, campaign_push_new(campaign=campaign, user=request.user))
@@ -195,6 +195,13 @@ class CloudAgentAccountAdmin(admin.ModelAdmin):
     def callback_url(self, obj):
         return callback_url_for(obj) if obj.pk else "—"
 
+    def get_fieldsets(self, request, obj=None):
+        """The callback URL is the callback's only credential: shown only to those who may change the account."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if self.has_change_permission(request, obj):
+            return fieldsets
+        return [(name, options) for name, options in fieldsets if "callback_url" not in options["fields"]]
+
 
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
@@ -215,6 +222,9 @@ class CampaignAdmin(admin.ModelAdmin):
     readonly_fields = ["progress", "problem", "problem_at", "created_at", "updated_at"]
 
     actions = [push_new_leads]
+
+    def has_push_permission(self, request):
+        return request.user.has_perm("campaigns.push_lead")
 
     def get_urls(self):
         progress = path(
@@ -332,8 +342,15 @@ class LeadImportExportMixin(ImportExportMixin):
     def get_confirm_form_initial(self, request, import_form):
         initial = super().get_confirm_form_initial(request, import_form)
         if import_form is not None:
-            initial["campaign"] = import_form.cleaned_data["campaign"].pk
+            campaign_id = import_form.cleaned_data["campaign"].pk
+            initial["campaign"] = campaign_id
+            initial["import_file_name"] = preview_token(
+                file_name=initial["import_file_name"], campaign_id=campaign_id, user_id=request.user.pk
+            )
         return initial
+
+    def get_confirm_form_kwargs(self, request, import_form=None):
+        return {**super().get_confirm_form_kwargs(request, import_form), "user": request.user}
 
     def _format_name(self, choice: str) -> str:
         return self.get_import_formats()[int(choice)]().get_title()
@@ -443,6 +460,10 @@ class LeadForm(forms.ModelForm):
 class LeadAdmin(LeadImportExportMixin, admin.ModelAdmin):
     form = LeadForm
     actions = [push_selected_leads]
+
+    def has_push_permission(self, request):
+        return request.user.has_perm("campaigns.push_lead")
+
     list_display = [
         "phone_number",
         "name",
@@ -559,7 +580,7 @@ class LeadImportAdmin(admin.ModelAdmin):
     def resume_view(self, request, object_id):
         """POST only: runs again an import a crash stopped; rows it already wrote count as imported."""
         lead_import = get_object_or_404(LeadImport.objects.select_related("campaign"), pk=object_id)
-        if request.method != "POST" or not request.user.has_perm("campaigns.add_lead"):
+        if request.method != "POST" or not request.user.has_perm("campaigns.import_lead"):
             raise PermissionDenied
         try:
             background = lead_import_resume(lead_import=lead_import)
@@ -576,7 +597,7 @@ class LeadImportAdmin(admin.ModelAdmin):
 
     def undo_view(self, request, object_id):
         lead_import = get_object_or_404(LeadImport.objects.select_related("campaign"), pk=object_id)
-        if not request.user.has_perm("campaigns.delete_lead"):
+        if not request.user.has_perms(["campaigns.import_lead", "campaigns.delete_lead"]):
             raise PermissionDenied
         change_url = reverse("admin:campaigns_leadimport_change", args=[lead_import.pk])
         if request.method == "POST":

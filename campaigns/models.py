@@ -201,6 +201,12 @@ class Lead(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        # Beyond add/change/delete/view: the roles (Operators, Managers, Viewers) are built from these.
+        permissions = [
+            ("import_lead", "Can import leads from files (and resume or undo an import)"),
+            ("export_lead", "Can export leads"),
+            ("push_lead", "Can push leads to CloudAgent"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["campaign", "phone_number"], name="lead_unique_phone_per_campaign"),
             models.CheckConstraint(

@@ -151,6 +151,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600} for name in ("default", "push", "callbacks", "imports")}
 RQ_SHOW_ADMIN_LINK = True
+# django-import-export allows import and export to anyone with the admin when these are unset.
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "import"
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "export"
 
 # Plain http for CloudAgent base URLs and fetched failed-rows files: development only (the API key and the
 # provider's files cross the network).

@@ -90,7 +90,7 @@ class CallbackEventInline(admin.TabularInline):
 
 
 @admin.action(
-    description="Push the leads of these transactions again (failed, unconfirmed, overdue)", permissions=["change"]
+    description="Push the leads of these transactions again (failed, unconfirmed, overdue)", permissions=["repush"]
 )
 def repush_transactions(modeladmin, request, queryset):
     report_push(modeladmin, request, upload_transactions_repush(batches=queryset, user=request.user))
@@ -167,6 +167,17 @@ class UploadTransactionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # only the push creates transactions
 
+    def has_change_permission(self, request, obj=None):
+        return False  # a record of what was sent and answered: never edited
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_repush_permission(self, request):
+        return request.user.has_perm("uploads.repush_uploadtransaction") and request.user.has_perm(
+            "campaigns.push_lead"
+        )
+
     def get_urls(self):
         view = self.admin_site.admin_view(self.failed_file_view)
         return [
@@ -227,7 +238,7 @@ class UploadTransactionAdmin(admin.ModelAdmin):
         return format_html("<a href='{}'>{}</a>", url, PurePosixPath(obj.failed_file.name).name)
 
 
-@admin.action(description="Apply the selected callbacks again (waiting or received ones)", permissions=["change"])
+@admin.action(description="Apply the selected callbacks again (waiting or received ones)", permissions=["apply"])
 def apply_callbacks(modeladmin, request, queryset):
     pending = queryset.filter(state__in=[CallbackEvent.State.RECEIVED, CallbackEvent.State.WAITING])
     states: dict[str, int] = {}
@@ -273,6 +284,15 @@ class CallbackEventAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # only CloudAgent creates callbacks
+
+    def has_change_permission(self, request, obj=None):
+        return False  # the provider's answer as it came: never edited
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_apply_permission(self, request):
+        return request.user.has_perm("uploads.apply_callbackevent")
 
     @admin.display(description="body, as received")
     def body_as_received(self, obj):
