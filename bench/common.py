@@ -49,7 +49,7 @@ def drop_database(name: str) -> None:
 def start_emulator(*args: str) -> tuple[subprocess.Popen, str]:
     """A CloudAgent emulator on a free loopback port; returns the process and its base URL."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "uploads.emulator", "--port", "0", *args],
+        [sys.executable, "-m", "emulator", "--port", "0", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,  # its access log; the bench reads /_emulator/inspect instead

@@ -102,7 +102,7 @@ def main() -> None:
         start(
             PYTHON,
             "-m",
-            "uploads.emulator",
+            "emulator",
             "--port",
             str(EMULATOR_PORT),
             "--process-delay",

@@ -1,6 +1,6 @@
 """The CloudAgent client (uploads/cloudagent.py): row building, and every documented answer over real HTTP.
 
-The documented answers come from the emulator (uploads/emulator.py); the few answers it cannot give (a 404
+The documented answers come from the emulator (emulator/); the few answers it cannot give (a 404
 from a proxy, a redirect, an echoed API key) come from a canned HTTP server in this file, over real HTTP too.
 """
 

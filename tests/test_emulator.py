@@ -1,4 +1,4 @@
-"""The CloudAgent emulator (uploads/emulator.py), over real HTTP: every documented answer in the documented order,
+"""The CloudAgent emulator (emulator/), over real HTTP: every documented answer in the documented order,
 the limits, the queue and its per-row checks, callbacks in every shape, failed files and faults.
 
 Expected bodies are the provider's own, from tests/fixtures/cloudagent/ (its README says where each comes from).
@@ -430,7 +430,7 @@ def test_the_limit_is_per_account(start_emulator):
         "apiKey": "second-key",
         "campaigns": [{"name": "Demo_Outbound", "type": "outbound", "map": MAP}],
     }
-    demo = json.loads((REPO_ROOT / "uploads" / "emulator_demo.json").read_text())
+    demo = json.loads((REPO_ROOT / "emulator" / "demo_config.json").read_text())
     emulator = start_emulator("--requests-per-window", "1", config={"accounts": [*demo["accounts"], account]})
     with requests.Session() as http:
         http.trust_env = False
@@ -900,7 +900,7 @@ def test_sigterm_stops_the_emulator_cleanly(start_emulator):
 
 def test_a_bad_config_is_refused_at_start():
     run = subprocess.run(
-        [sys.executable, "-m", "uploads.emulator", "--port", "0", "--config", "/nonexistent.json"],
+        [sys.executable, "-m", "emulator", "--port", "0", "--config", "/nonexistent.json"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -930,3 +930,14 @@ def test_the_management_command_passes_its_flags_through(tmp_path):
         command.send_signal(signal.SIGTERM)
         command.wait(timeout=10)
     assert command.returncode == 0, log.read_text()
+
+
+def test_the_emulator_imports_nothing_of_the_project():
+    project = ("django", "leadhub", "campaigns", "uploads", "cloudagent", "calls")
+    check = (
+        "import sys, emulator.server\n"
+        f"loaded = sorted(name for name in sys.modules if name.split('.')[0] in {project!r})\n"
+        "print(loaded)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", check], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0 and run.stdout.strip() == "[]", run.stdout + run.stderr

@@ -1,11 +1,11 @@
-"""`manage.py cloudagent_emulator`: run the CloudAgent emulator with the same flags as `python -m uploads.emulator`.
+"""`manage.py cloudagent_emulator`: run the CloudAgent emulator with the same flags as `python -m emulator`.
 
-Only a launcher: the emulator never imports Django (uploads/emulator.py says why), so the flags are the
+Only a launcher: the emulator never imports Django (emulator/__init__.py says why), so the flags are the
 emulator's own and the parsed values go to the same create_server() and serve() its main() uses."""
 
 from django.core.management.base import BaseCommand, CommandError
 
-from uploads import emulator
+from emulator import server as emulator_server
 
 
 class Command(BaseCommand):
@@ -13,11 +13,11 @@ class Command(BaseCommand):
     requires_system_checks = []  # it touches neither the database nor the models
 
     def add_arguments(self, parser):
-        emulator.add_arguments(parser)
+        emulator_server.add_arguments(parser)
 
     def handle(self, *args, **options):
         try:
-            server = emulator.create_server(options)
+            server = emulator_server.create_server(options)
         except (ValueError, OSError) as exc:
             raise CommandError(str(exc)) from exc
-        emulator.serve(server)
+        emulator_server.serve(server)
