@@ -20,6 +20,7 @@ def use_database(name: str, *, redis_db: int = 14) -> str:
     url = f"{PG_ADMIN_URL}/{name}"
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("SECRET_KEY", "bench-only")
+    os.environ.setdefault("CLOUDAGENT_FETCH_ALLOW_NETWORKS", "127.0.0.1/32")  # the emulator's failed files
     os.environ["DJANGO_DEBUG"] = "1"
     os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{redis_db}"
     os.environ["DJANGO_SETTINGS_MODULE"] = "leadhub.settings"

@@ -183,6 +183,11 @@ CLOUDAGENT_FAILED_FILE_TIMEOUT = env_float("CLOUDAGENT_FAILED_FILE_TIMEOUT", 60)
 CLOUDAGENT_FAILED_FILE_HOSTS = [
     h.strip().lower() for h in os.environ.get("CLOUDAGENT_FAILED_FILE_HOSTS", "").split(",") if h.strip()
 ]
+# Networks a failed-rows file may come from although they are private or loopback (e.g. "127.0.0.1/32" for the
+# demo's emulator); empty in production, where only public addresses are fetched.
+CLOUDAGENT_FETCH_ALLOW_NETWORKS = [
+    n.strip() for n in os.environ.get("CLOUDAGENT_FETCH_ALLOW_NETWORKS", "").split(",") if n.strip()
+]
 # CloudAgent's startDateTime/endDateTime carry no zone.
 CLOUDAGENT_TIME_ZONE = os.environ.get("CLOUDAGENT_TIME_ZONE", "Asia/Kolkata")
 # One dispatcher per account holds a Redis lease; a killed worker's lease lapses after this long and its

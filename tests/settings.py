@@ -19,3 +19,5 @@ else:
 
 # The emulator and the loopback file servers speak plain http; tests of the https rule turn this off.
 LEADHUB_ALLOW_PLAIN_HTTP = True
+# The loopback servers standing in for CloudAgent's file host; tests of the default clear it.
+CLOUDAGENT_FETCH_ALLOW_NETWORKS = ["127.0.0.1/32"]
