@@ -15,6 +15,7 @@ from django.utils.safestring import mark_safe
 
 from campaigns.admin import report_push
 from campaigns.models import Lead
+from leadhub.logfilters import redact_secret_paths
 from uploads.callbacks import (
     CallbackInvalid,
     callback_body_parse,
@@ -28,10 +29,11 @@ from uploads.services import upload_transactions_repush
 
 
 def _pretty_json(value, *, hide: str = "") -> str:
-    """JSON as an escaped <pre> block; `hide` (the account's callback secret) never reaches the page."""
+    """JSON as an escaped <pre> block; `hide` (the account's callback secret) never reaches the page, nor does a
+    callback URL's secret (a rotated one stays valid for a while)."""
     if value in (None, "", {}, []):
         return "—"
-    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+    text = redact_secret_paths(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
     if hide:
         text = text.replace(hide, "[secret]")
     return format_html("<pre style='white-space: pre-wrap; margin: 0'>{}</pre>", text)

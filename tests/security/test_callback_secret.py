@@ -14,6 +14,7 @@ from django.utils import timezone
 from campaigns.models import CloudAgentAccount
 from campaigns.services import account_callback_secret_rotate
 from leadhub.logfilters import redact_secret_paths
+from uploads.models import UploadTransaction
 
 pytestmark = pytest.mark.django_db
 
@@ -92,3 +93,13 @@ def test_rotating_from_the_admin_and_the_command(admin_client, account):
     rotated = CloudAgentAccount.objects.get(pk=account.pk)
     assert rotated.previous_callback_secret == account.callback_secret
     assert rotated.callback_secret not in out.getvalue()
+
+
+def test_a_rotated_secret_is_not_shown_on_the_transactions_sent_with_it(admin_client, account, campaign):
+    old = account.callback_secret
+    upload_transaction = UploadTransaction.objects.create(
+        campaign=campaign, options={"callBackUrl": f"https://leadhub.example/cloudagent/callback/{old}/"}
+    )
+    account_callback_secret_rotate(account_id=account.pk)
+    page = admin_client.get(reverse("admin:uploads_uploadtransaction_change", args=[upload_transaction.pk]))
+    assert page.status_code == 200 and old not in page.content.decode()
