@@ -10,8 +10,8 @@ SECRET_PATH = re.compile(r"(/cloudagent/[A-Za-z0-9_.-]+/)[^\s\"'?#]+")
 REDACTED = "[redacted]"
 
 
-def redact_secret_paths(text: str) -> str:
-    return SECRET_PATH.sub(lambda match: match.group(1) + REDACTED, text)
+def redact_secret_paths(text: str, replacement: str = REDACTED) -> str:
+    return SECRET_PATH.sub(lambda match: match.group(1) + replacement, text)
 
 
 class RedactSecretPaths(logging.Filter):

@@ -33,9 +33,10 @@ def _pretty_json(value, *, hide: str = "") -> str:
     callback URL's secret (a rotated one stays valid for a while)."""
     if value in (None, "", {}, []):
         return "—"
-    text = redact_secret_paths(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
     if hide:
         text = text.replace(hide, "[secret]")
+    text = redact_secret_paths(text, "[secret]")
     return format_html("<pre style='white-space: pre-wrap; margin: 0'>{}</pre>", text)
 
 
