@@ -80,6 +80,10 @@ AXES_FAILURE_LIMIT = env_int("LEADHUB_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LEADHUB_LOGIN_COOLOFF_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# Reverse proxies of ours in front of the app, each appending to X-Forwarded-For (0: none, REMOTE_ADDR is the
+# client).
+LEADHUB_TRUSTED_PROXY_COUNT = env_int("LEADHUB_TRUSTED_PROXY_COUNT", 0)
+AXES_CLIENT_IP_CALLABLE = "leadhub.clientip.client_ip"
 
 ROOT_URLCONF = "leadhub.urls"
 WSGI_APPLICATION = "leadhub.wsgi.application"

@@ -48,6 +48,25 @@ def test_password_guessing_is_locked_out(client):
     assert other.status_code == 302, "another address is not locked out: no one can lock a user out from afar"
 
 
+def test_behind_a_trusted_proxy_the_forwarded_client_is_throttled_not_the_proxy(client, settings):
+    settings.LEADHUB_TRUSTED_PROXY_COUNT = 1
+    User.objects.create_superuser("boss", "boss@example.com", "the-right-password-123")
+    login = reverse("admin:login")
+
+    def attempt(password: str, forwarded: str) -> int:
+        return client.post(
+            login,
+            {"username": "boss", "password": password},
+            REMOTE_ADDR="127.0.0.1",
+            HTTP_X_FORWARDED_FOR=forwarded,
+        ).status_code
+
+    # The attacker's own claim (left) is ignored: the proxy's entry (right) is the address throttled.
+    guesses = [attempt("guess", f"10.9.9.{i}, 203.0.113.66") for i in range(settings.AXES_FAILURE_LIMIT)]
+    assert guesses[-1] == 429
+    assert attempt("the-right-password-123", "198.51.100.7") == 302, "the real user, elsewhere, is not locked out"
+
+
 def test_production_settings_pass_check_deploy(tmp_path):
     checked = production(tmp_path, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
     assert checked.returncode == 0, checked.stderr
