@@ -141,7 +141,7 @@ def _transactions(campaign, groups: dict[str, int]) -> dict[str, list]:
 
 
 def _copy_leads(connection, campaign, transactions: dict[str, list]) -> None:
-    """COPY is ~60k rows/s into the indexed table (perf-notes.md), against ~10-20k for bulk_create."""
+    """COPY is ~60k rows/s into the indexed table (docs/performance.md), against ~10-20k for bulk_create."""
     now = datetime.now().astimezone()
     columns = (
         "campaign_id, phone_number, name, agent_id, skill, extra, status, status_reason, source, created_at, "

@@ -2,7 +2,6 @@
 
 import logging
 import os
-import tempfile
 from collections import Counter
 
 from django import forms
@@ -11,71 +10,40 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connections, models
-from django.http import FileResponse, Http404, StreamingHttpResponse
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
 from django.utils.html import format_html
-from django.views.decorators.http import require_POST
-from import_export.admin import ImportExportMixin
-from import_export.formats.base_formats import CSV, JSON, ODS, TSV, XLS, XLSX
-from import_export.tmp_storages import TempFolderStorage
 
-from campaigns.exporting import leads_export_csv, leads_export_xlsx
-from campaigns.forms import LeadConfirmImportForm, LeadImportForm, preview_token
-from campaigns.importing import ALIASES, ImportFileError
+from campaigns.admin_import_export import LeadImportExportMixin
+from campaigns.importing.readers import ImportFileError
 from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
 from campaigns.normalize import PhoneError, normalize_phone
-from campaigns.resources import LeadExportResource
 from campaigns.services import (
-    IMPORT_PREVIEW_PREFIX,
     LeadImportError,
     account_base_url_check,
     account_callback_secret_rotate,
-    import_previews_sweep,
-    lead_import_create,
-    lead_import_preview,
+    account_upsert,
+    campaign_upsert,
     lead_import_resume,
-    lead_import_start,
     lead_import_undo,
     lead_phone_check,
 )
 from uploads.selectors import campaign_progress
-from uploads.services import callback_url_for, campaign_push_new, leads_push_request
+from uploads.services import callback_url_for, campaign_push_new, leads_push_request, push_summary_messages
 
 logger = logging.getLogger("leadhub.admin")
 
 
+PUSH_MESSAGE_LEVELS = {"success": messages.SUCCESS, "warning": messages.WARNING, "info": messages.INFO}
+
+
 def report_push(modeladmin, request, summary) -> None:
     """Tell the operator at once what the push will do: leads, batches, ETA, and everything left out."""
-    if summary.background:
-        modeladmin.message_user(
-            request,
-            f"Batching {summary.leads} lead(s) in the background into about {summary.batches} batch(es) for "
-            f"CloudAgent; the rate limit puts the last batch about {summary.eta_seconds:.0f} s from now. "
-            "Leads our checks refuse will show as 'invalid'.",
-            messages.SUCCESS,
-        )
-    elif summary.leads:
-        modeladmin.message_user(
-            request,
-            f"Queued {summary.leads} lead(s) in {summary.batches} batch(es) for CloudAgent; "
-            f"the rate limit puts the last batch about {summary.eta_seconds:.0f} s from now.",
-            messages.SUCCESS,
-        )
-    if summary.invalid:
-        modeladmin.message_user(
-            request,
-            f"{summary.invalid} lead(s) failed our checks and are now 'invalid' (see the reason); fix, then push.",
-            messages.WARNING,
-        )
-    if summary.not_pushable:
-        left = ", ".join(f"{count} {status}" for status, count in sorted(summary.not_pushable.items()))
-        modeladmin.message_user(request, f"Not pushed, because of their status: {left}.", messages.WARNING)
-    if not (summary.leads or summary.invalid or summary.not_pushable):
-        modeladmin.message_user(request, "There was nothing to push.", messages.INFO)
+    for level, text in push_summary_messages(summary):
+        modeladmin.message_user(request, text, PUSH_MESSAGE_LEVELS[level])
 
 
 @admin.action(description="Push selected leads to CloudAgent", permissions=["push"])
@@ -91,7 +59,7 @@ def push_new_leads(modeladmin, request, queryset):
 
 class EstimatedCountPaginator(Paginator):
     """An unfiltered changelist on PostgreSQL counts from the planner's estimate: COUNT(*) over millions of
-    leads costs most of a second (perf-notes.md, Admin at 5M leads)."""
+    leads costs most of a second (docs/performance.md, Admin at 5M leads)."""
 
     ESTIMATE_ABOVE = 100_000
 
@@ -138,7 +106,7 @@ class AccountForm(forms.ModelForm):
         if cleaned.get("base_url"):
             try:
                 account_base_url_check(
-                    account=self.instance if self.instance.pk else None,
+                    stored_base_url=self.instance.base_url if self.instance.pk else None,
                     base_url=cleaned["base_url"],
                     api_key_given=getattr(self, "api_key_typed", False),
                 )
@@ -183,13 +151,14 @@ class CloudAgentAccountAdmin(admin.ModelAdmin):
         return not obj.problem
 
     def save_model(self, request, obj, form, change):
-        """New credentials or a new address deserve a fresh try: the refusal they may fix is forgotten."""
-        changed = {
-            name for name in ("api_key", "user_name", "base_url") if form.initial.get(name) != getattr(obj, name)
-        }
-        if change and changed:
-            obj.problem, obj.problem_at = "", None
-        super().save_model(request, obj, form, change)
+        account_upsert(
+            account=obj,
+            name=obj.name,
+            user_name=obj.user_name,
+            api_key=obj.api_key,
+            base_url=obj.base_url,
+            is_active=obj.is_active,
+        )
 
     @admin.display(description="callback URL")
     def callback_url(self, obj):
@@ -264,10 +233,16 @@ class CampaignAdmin(admin.ModelAdmin):
         return not obj.problem
 
     def save_model(self, request, obj, form, change):
-        """A renamed campaign or a new column map deserves a fresh try: the refusal it may fix is forgotten."""
-        if change and {"name", "column_map", "account"} & set(form.changed_data):
-            obj.problem, obj.problem_at = "", None
-        super().save_model(request, obj, form, change)
+        campaign_upsert(
+            campaign=obj,
+            name=obj.name,
+            account=obj.account,
+            column_map=obj.column_map,
+            phone_region=obj.phone_region,
+            check_duplicate=obj.check_duplicate,
+            skip_existing=obj.skip_existing,
+            start_after_upload=obj.start_after_upload,
+        )
 
 
 class LeadStatusFilter(admin.SimpleListFilter):
@@ -307,131 +282,6 @@ class LeadReasonFilter(admin.SimpleListFilter):
 
 
 PROBLEM_STATUSES = (Lead.Status.FAILED, Lead.Status.INVALID, Lead.Status.UNCONFIRMED)
-
-
-class LeadImportExportMixin(ImportExportMixin):
-    """django-import-export's Import and Export on the lead changelist, with leadhub's streaming engine behind the
-    import. The stock view loads the whole file into a tablib Dataset, imports 300-5,000 rows/s and hides Confirm
-    when any row is invalid; here the preview is a dry run of the whole file that lists every rejected row and
-    writes nothing, and Confirm imports the rest (perf-notes.md, Import)."""
-
-    resource_classes = [LeadExportResource]
-    import_formats = [CSV, XLSX, XLS, TSV, ODS, JSON]
-    export_formats = [CSV, XLSX]
-    import_form_class = LeadImportForm
-    confirm_form_class = LeadConfirmImportForm
-    import_template_name = "admin/campaigns/lead/import.html"
-
-    def _do_file_export(self, file_format, request, queryset, export_form=None):
-        """Stream the export instead of building it in memory; the form's format and fields still decide."""
-        if not self.has_export_permission(request):
-            raise PermissionDenied
-        fields = self.get_export_resource_fields_from_form(export_form)
-        if isinstance(file_format, CSV):
-            response = StreamingHttpResponse(
-                leads_export_csv(queryset, fields=fields), content_type="text/csv; charset=utf-8"
-            )
-        else:
-            response = FileResponse(
-                leads_export_xlsx(queryset, fields=fields), content_type=file_format.get_content_type()
-            )
-        filename = self.get_export_filename(request, queryset, file_format)
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
-
-    def get_confirm_form_initial(self, request, import_form):
-        initial = super().get_confirm_form_initial(request, import_form)
-        if import_form is not None:
-            campaign_id = import_form.cleaned_data["campaign"].pk
-            initial["campaign"] = campaign_id
-            initial["import_file_name"] = preview_token(
-                file_name=initial["import_file_name"], campaign_id=campaign_id, user_id=request.user.pk
-            )
-        return initial
-
-    def get_confirm_form_kwargs(self, request, import_form=None):
-        return {**super().get_confirm_form_kwargs(request, import_form), "user": request.user}
-
-    def _format_name(self, choice: str) -> str:
-        return self.get_import_formats()[int(choice)]().get_title()
-
-    def import_action(self, request, **kwargs):
-        if not self.has_import_permission(request):
-            raise PermissionDenied
-        form = self.create_import_form(request)
-        context = self.get_import_context_data()
-        if request.method == "POST" and form.is_valid():
-            upload = form.cleaned_data["import_file"]
-            # The stock view's tmp storage, written chunk by chunk: its save() takes the whole file at once.
-            import_previews_sweep()
-            with tempfile.NamedTemporaryFile(prefix=IMPORT_PREVIEW_PREFIX, delete=False) as f:
-                for chunk in upload.chunks():
-                    f.write(chunk)
-            storage = TempFolderStorage(name=os.path.basename(f.name))
-            try:
-                context["report"] = lead_import_preview(
-                    campaign=form.cleaned_data["campaign"],
-                    path=storage.get_full_path(),
-                    file_name=upload.name,
-                    file_format=self._format_name(form.cleaned_data["format"]),
-                )
-            except ImportFileError as exc:
-                storage.remove()
-                form.add_error("import_file", str(exc))
-            else:
-                upload.tmp_storage_name = storage.name
-                context["confirm_form"] = self.create_confirm_form(request, import_form=form)
-        context.update(
-            self.admin_site.each_context(request),
-            title="Import leads",
-            form=form,
-            opts=self.opts,
-            media=self.media + form.media,
-            fields_list=[("Leads", [f"{std} ({', '.join(names)})" for std, names in ALIASES.items()])],
-        )
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, [self.import_template_name], context)
-
-    @method_decorator(require_POST)
-    def process_import(self, request, **kwargs):
-        """Confirm: the import record takes its own copy of the previewed file, then runs now or, when large, in
-        the background (lead_import_start)."""
-        if not self.has_import_permission(request):
-            raise PermissionDenied
-        form = self.create_confirm_form(request)
-        import_url = reverse("admin:campaigns_lead_import", current_app=self.admin_site.name)
-        if not form.is_valid():
-            self.message_user(request, "The confirmation was incomplete; upload the file again.", messages.ERROR)
-            return redirect(import_url)
-        storage = TempFolderStorage(name=form.cleaned_data["import_file_name"])
-        if not os.path.exists(storage.get_full_path()):
-            self.message_user(request, "The uploaded file is gone (confirmed twice?); upload it again.", messages.ERROR)
-            return redirect(import_url)
-        try:
-            lead_import = lead_import_create(
-                campaign=form.cleaned_data["campaign"],
-                path=storage.get_full_path(),
-                file_name=form.cleaned_data["original_file_name"],
-                file_format=self._format_name(form.cleaned_data["format"]),
-                created_by=request.user,
-            )
-        except ImportFileError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-            return redirect(import_url)
-        finally:
-            storage.remove()
-        url = reverse("admin:campaigns_leadimport_change", args=[lead_import.pk], current_app=self.admin_site.name)
-        try:
-            background = lead_import_start(lead_import=lead_import)
-        except ImportFileError as exc:
-            self.message_user(request, f"The import failed: {exc}", messages.ERROR)
-            return redirect(url)
-        if background:
-            self.message_user(request, "The import runs in the background; this page shows its progress.")
-        else:
-            lead_import.refresh_from_db()
-            self.message_user(request, f"Imported: {lead_import.message}", messages.SUCCESS)
-        return redirect(url)
 
 
 class LeadForm(forms.ModelForm):

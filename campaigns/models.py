@@ -13,9 +13,6 @@ from leadhub.fields import EncryptedTextField
 DOMESTIC_BASE_URL = "https://in1-ccaas-api.ozonetel.com"
 INTERNATIONAL_BASE_URL = "https://api.ccaas.ozonetel.com"
 
-# The provider's standard headers, spelled exactly as CloudAgent expects them (contract.md, Request).
-STANDARD_COLUMNS = ("PhoneNumber", "Name", "Priority", "ExpiryDate", "AgentId", "skill")
-
 
 def new_callback_secret() -> str:
     return secrets.token_urlsafe(32)
@@ -36,7 +33,7 @@ class CloudAgentAccount(models.Model):
         default=DOMESTIC_BASE_URL,
         help_text=f"Domestic {DOMESTIC_BASE_URL}, international {INTERNATIONAL_BASE_URL}, or a partner's URL.",
     )
-    # CloudAgent signs nothing, so the callback URL itself is the credential (contract.md, callback).
+    # CloudAgent signs nothing, so the callback URL itself is the credential (docs/cloudagent-contract.md, callback).
     callback_secret = models.CharField(max_length=64, unique=True, default=new_callback_secret, editable=False)
     # After a rotation the old URL keeps answering until batches sent with it have had their callbacks.
     previous_callback_secret = models.CharField(max_length=64, blank=True, default="", editable=False)
@@ -150,7 +147,8 @@ class LeadImport(models.Model):
 
 
 class LeadStatus(models.TextChoices):
-    """The lead life cycle, used everywhere: admin, CLI JSON, tests."""
+    """The lead life cycle, used everywhere: admin, CLI JSON, tests. Code names it Lead.Status; it is defined out
+    here only because the CHECK constraint in the model's Meta cannot see a class nested in the model."""
 
     NEW = "new", "new"
     QUEUED = "queued", "queued (in a batch waiting to be sent)"
@@ -195,7 +193,7 @@ class Lead(models.Model):
         verbose_name="import",
     )
     source_line = models.PositiveIntegerField(null=True, blank=True, help_text="Line in the imported file.")
-    # Python defaults, not db_default: db_default disables bulk_create's fast path (perf-notes.md).
+    # Python defaults, not db_default: db_default disables bulk_create's fast path (docs/performance.md).
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
 

@@ -7,12 +7,8 @@ import phonenumbers
 from unidecode import unidecode
 
 from campaigns.models import PhoneFormat
+from cloudagent.rules import NAME_ACCEPTED, NAME_REFUSED
 
-# contract.md, Limits: Name may contain only letters, digits, _, space and ( ) . + $ % - :
-NAME_REFUSED = re.compile(r"[^A-Za-z0-9_ ().+$%\-:]")
-# A name already in that alphabet, single-spaced and trimmed, comes out of clean_name unchanged: most names in a
-# lead file are, and skipping unidecode for them keeps the import fast.
-_NAME_ACCEPTED = re.compile(r"[A-Za-z0-9_().+$%\-:]+(?: [A-Za-z0-9_().+$%\-:]+)*")
 _SPACES = re.compile(r"\s+")
 
 
@@ -55,7 +51,9 @@ def format_phone(e164: str, region: str, phone_format: str) -> str:
 
 def clean_name(raw: object) -> tuple[str, bool]:
     """Fold accents to ASCII and drop the characters CloudAgent refuses; returns (name, changed)."""
-    if isinstance(raw, str) and _NAME_ACCEPTED.fullmatch(raw):
+    # A name already in CloudAgent's alphabet comes out unchanged: most names in a lead file are, and skipping
+    # unidecode for them keeps the import fast.
+    if isinstance(raw, str) and NAME_ACCEPTED.fullmatch(raw):
         return raw, False
     text = _SPACES.sub(" ", str(raw if raw is not None else "")).strip()
     cleaned = _SPACES.sub(" ", NAME_REFUSED.sub("", unidecode(text))).strip()

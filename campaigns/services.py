@@ -14,15 +14,10 @@ from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns.importing import (
-    ImportFileError,
-    ImportReport,
-    cell_text,
-    detect_format,
-    import_sheet,
-    map_columns,
-    open_sheet,
-)
+from campaigns import queues
+from campaigns.importing.policy import ImportReport, map_columns
+from campaigns.importing.readers import ImportFileError, cell_text, detect_format, open_sheet
+from campaigns.importing.writers import import_sheet
 from campaigns.models import DOMESTIC_BASE_URL, Campaign, CloudAgentAccount, Lead, LeadImport, new_callback_secret
 from campaigns.normalize import PhoneError, normalize_phone
 
@@ -30,7 +25,13 @@ from campaigns.normalize import PhoneError, normalize_phone
 IMPORT_ERRORS_KEPT = 200
 
 
-def account_base_url_check(*, account: CloudAgentAccount | None, base_url: str, api_key_given: bool) -> None:
+# What, changed, deserves a fresh try after CloudAgent refused the account or the campaign: the refusal it may
+# fix is forgotten (the problem flag keeps the admin's and the dispatcher's attention until then).
+ACCOUNT_FIELDS_CLEARING_PROBLEM = ("user_name", "api_key", "base_url")
+CAMPAIGN_FIELDS_CLEARING_PROBLEM = ("name", "column_map", "account_id")
+
+
+def account_base_url_check(*, stored_base_url: str | None, base_url: str, api_key_given: bool) -> None:
     """Every request carries the account's API key to its base URL, so the URL is https (plain http only with
     LEADHUB_ALLOW_PLAIN_HTTP, i.e. DJANGO_DEBUG), and moving an account to another URL takes its key typed again:
     whoever may edit the account but not read the key must not be able to send it to a server of theirs."""
@@ -38,28 +39,40 @@ def account_base_url_check(*, account: CloudAgentAccount | None, base_url: str, 
     schemes = ("https", "http") if settings.LEADHUB_ALLOW_PLAIN_HTTP else ("https",)
     if parts.scheme.lower() not in schemes or not parts.hostname:
         raise ValidationError({"base_url": f"The base URL must be an {' or '.join(schemes)} URL."})
-    if account is not None and account.pk and base_url != account.base_url and not api_key_given:
+    if stored_base_url is not None and base_url != stored_base_url and not api_key_given:
         raise ValidationError({"api_key": "Type the API key again to change the base URL: the key is sent there."})
 
 
 @transaction.atomic
-def account_upsert(*, name: str, user_name: str, api_key: str, base_url: str = "") -> tuple[CloudAgentAccount, bool]:
-    """Create the account or bring it up to date; idempotent, so scripts can run it on every deploy. An empty
-    api_key keeps the stored one (a new account needs one)."""
-    account = CloudAgentAccount.objects.select_for_update().filter(name=name).first()
-    created = account is None
+def account_upsert(
+    *,
+    name: str,
+    user_name: str,
+    api_key: str,
+    base_url: str = "",
+    is_active: bool | None = None,
+    account: CloudAgentAccount | None = None,
+) -> tuple[CloudAgentAccount, bool]:
+    """Create the account or bring it up to date; idempotent, so scripts can run it on every deploy. `account` is
+    the instance to save (the admin's form, which may rename it); without it the account is found by name. New
+    credentials or a new address clear the account's problem flag; `is_active` None leaves it as it is. An empty
+    api_key keeps the stored one (a new account needs one); a new base URL needs the key given again."""
+    if account is None:
+        account = CloudAgentAccount.objects.select_for_update().filter(name=name).first() or CloudAgentAccount()
+    created = account.pk is None
     if created and not api_key:
         raise ValidationError({"api_key": "A new account needs an API key."})
-    base_url = base_url or (DOMESTIC_BASE_URL if created else account.base_url)
-    account_base_url_check(account=account, base_url=base_url, api_key_given=bool(api_key))
-    if created:
-        account = CloudAgentAccount(name=name)
-    account.user_name = user_name
-    account.base_url = base_url
+    stored_base_url = (
+        None if created else CloudAgentAccount.objects.filter(pk=account.pk).values_list("base_url", flat=True).get()
+    )
+    new_base_url = base_url or stored_base_url or DOMESTIC_BASE_URL
+    account_base_url_check(stored_base_url=stored_base_url, base_url=new_base_url, api_key_given=bool(api_key))
+    values = {"name": name, "user_name": user_name, "base_url": new_base_url}
     if api_key:
-        account.api_key = api_key
-    account.full_clean()
-    account.save()
+        values["api_key"] = api_key
+    if is_active is not None:
+        values["is_active"] = is_active
+    _save_clearing_problem(account, values, ACCOUNT_FIELDS_CLEARING_PROBLEM)
     return account, created
 
 
@@ -100,24 +113,38 @@ def campaign_upsert(
     check_duplicate: bool = False,
     skip_existing: bool = False,
     start_after_upload: bool = False,
+    campaign: Campaign | None = None,
 ) -> tuple[Campaign, bool]:
-    """Create the campaign or bring it up to date; the column map must match CloudAgent's for the campaign."""
+    """Create the campaign or bring it up to date; the column map must match CloudAgent's for the campaign.
+    `campaign` is the instance to save (the admin's form, whose other fields are saved as they are); without it
+    the campaign is found by account and name. A new name, column map or account clears its problem flag."""
+    if campaign is None:
+        campaign = Campaign.objects.select_for_update().filter(account=account, name=name).first() or Campaign()
+    created = campaign.pk is None
     values = {
+        "name": name,
+        "account_id": account.pk,
         "column_map": [c.strip() for c in column_map if c.strip()],
         "phone_region": phone_region.upper(),
         "check_duplicate": check_duplicate,
         "skip_existing": skip_existing,
         "start_after_upload": start_after_upload,
     }
-    campaign = Campaign.objects.select_for_update().filter(account=account, name=name).first()
-    created = campaign is None
-    if created:
-        campaign = Campaign(account=account, name=name)
-    for field, value in values.items():
-        setattr(campaign, field, value)
-    campaign.full_clean()
-    campaign.save()
+    _save_clearing_problem(campaign, values, CAMPAIGN_FIELDS_CLEARING_PROBLEM)
     return campaign, created
+
+
+def _save_clearing_problem(instance, values: dict, clearing: tuple[str, ...]) -> None:
+    """Set `values` on the instance and save it; clear its problem flag when one of `clearing` differs from what
+    is stored (read under a row lock, so two saves cannot both miss the change)."""
+    if instance.pk is not None:
+        stored = type(instance).objects.select_for_update().filter(pk=instance.pk).values(*clearing).first() or {}
+        if any(name in values and stored.get(name) != values[name] for name in clearing):
+            instance.problem, instance.problem_at = "", None
+    for field, value in values.items():
+        setattr(instance, field, value)
+    instance.full_clean()
+    instance.save()
 
 
 IMPORT_PREVIEW_PREFIX = "leadhub-import-"
@@ -196,41 +223,15 @@ def lead_import_start(*, lead_import: LeadImport) -> bool:
     if lead_import.rows <= settings.LEADHUB_IMPORT_BACKGROUND_ROWS:
         lead_import_run(lead_import=lead_import)
         return False
-    import django_rq
-
-    from campaigns.jobs import lead_import_run_job
-
-    transaction.on_commit(
-        lambda: django_rq.get_queue("imports").enqueue(
-            lead_import_run_job, lead_import.pk, job_id=lead_import_job_id(lead_import)
-        )
-    )
+    transaction.on_commit(lambda: queues.lead_import_run_enqueue(lead_import_id=lead_import.pk))
     return True
-
-
-def lead_import_job_id(lead_import: LeadImport) -> str:
-    """One RQ job id per import: a resumed import's job replaces the dead one's."""
-    return f"lead-import-{lead_import.pk}"
-
-
-def _lead_import_job_alive(lead_import: LeadImport) -> bool:
-    """A background import is alive while RQ has its job waiting or started; RQ marks a dead worker's job failed."""
-    import django_rq
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job, JobStatus
-
-    try:
-        job = Job.fetch(lead_import_job_id(lead_import), connection=django_rq.get_connection("imports"))
-    except NoSuchJobError:
-        return False
-    return job.get_status() in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
 
 
 def lead_import_resume(*, lead_import: LeadImport) -> bool:
     """Run again an import that a crash stopped (failed, or left running by a worker that died) from its stored
     file. Rows it already wrote count as imported, so nothing is written twice and no row is lost. Returns True
     when it went to the background."""
-    if lead_import.state == LeadImport.State.RUNNING and _lead_import_job_alive(lead_import):
+    if lead_import.state == LeadImport.State.RUNNING and queues.lead_import_job_alive(lead_import_id=lead_import.pk):
         raise LeadImportError("This import is still running in a worker; it cannot be resumed.")
     reset = LeadImport.objects.filter(
         pk=lead_import.pk, state__in=[LeadImport.State.FAILED, LeadImport.State.RUNNING]

@@ -1,6 +1,6 @@
 """Overlapping callbacks on real connections, one per thread: a provider retry, a duplicate, a Success racing a
 Fail, the push and the sweep racing for a waiting callback. On PostgreSQL these deadlocked before rows were
-locked transaction-first, then leads in primary-key order (perf-notes.md, Callback)."""
+locked transaction-first, then leads in primary-key order (docs/performance.md, Callback)."""
 
 import threading
 
@@ -9,7 +9,7 @@ from django.db import connection
 
 from campaigns.models import Lead
 from tests.fixtures.callbacks import callback_body, callback_data, lead_statuses
-from uploads import callbacks
+from uploads import callbacks, services
 from uploads.models import CallbackEvent, UploadTransaction
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,7 +49,7 @@ def receive_and_apply(account, body: bytes, content_type: str):
         event = callbacks.callback_event_receive(
             account=account, body=body, content_type=content_type, remote_addr="127.0.0.1"
         )
-        return callbacks.callback_event_apply(event=event).state
+        return services.callback_event_apply(event=event).state
 
     return run
 
@@ -93,8 +93,8 @@ def test_the_push_and_the_sweep_racing_for_a_waiting_callback_apply_it_once(acco
     upload_transaction.refresh_from_db()
 
     run_together(
-        lambda: callbacks.callback_events_apply_waiting(upload_transaction=upload_transaction),
-        lambda: callbacks.callback_events_apply_waiting(upload_transaction=upload_transaction),
+        lambda: services.callback_events_apply_waiting(upload_transaction=upload_transaction),
+        lambda: services.callback_events_apply_waiting(upload_transaction=upload_transaction),
         callbacks.callback_events_sweep,
     )
     states = sorted(CallbackEvent.objects.values_list("state", flat=True))

@@ -6,11 +6,11 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import Lead
+from cloudagent.client import CloudAgentClient
+from cloudagent.rules import build_rows
 from tests.fixtures.callbacks import lead_statuses
-from uploads.callbacks import callback_events_apply_waiting
-from uploads.cloudagent import CloudAgentClient, build_rows
 from uploads.models import CallbackEvent, UploadTransaction
-from uploads.services import callback_url_for, lead_values
+from uploads.services import callback_events_apply_waiting, callback_url_for, lead_values
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

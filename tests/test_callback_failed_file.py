@@ -11,10 +11,12 @@ from django.utils import timezone
 from rq.registry import ScheduledJobRegistry
 
 from campaigns.models import Lead
+from cloudagent.client import USER_AGENT
+from cloudagent.failed_files import failed_file_read
 from tests.fixtures.callbacks import callback_body, callback_data, lead_statuses
-from uploads import callbacks
-from uploads.callbacks import FailedFileRetry, failed_file_fetch, failed_file_url_check
+from uploads import queues, services
 from uploads.models import UploadTransaction
+from uploads.services import FailedFileRetry, failed_file_fetch, failed_file_url_check
 
 pytestmark = pytest.mark.django_db
 
@@ -58,6 +60,14 @@ def xlsx(rows: list[list]) -> bytes:
     out = io.BytesIO()
     workbook.save(out)
     return out.getvalue()
+
+
+def test_the_failed_file_is_fetched_as_the_api_client_with_its_user_agent(completed, file_server):
+    upload_transaction = completed(file_server.serve("/f.csv", b"PhoneNumber,Reason\n"))
+
+    failed_file_fetch(upload_transaction=upload_transaction)
+
+    assert file_server.user_agents == [USER_AGENT]
 
 
 def closed_port_url() -> str:
@@ -123,7 +133,7 @@ def test_an_xlsx_with_a_title_row_aliased_headers_numeric_cells_and_country_code
     assert leads == [
         ("failed", DND),
         ("uploaded", ""),
-        ("failed", callbacks.GENERIC_FAILED_REASON),
+        ("failed", services.GENERIC_FAILED_REASON),
         ("uploaded", ""),
         ("uploaded", ""),
     ]
@@ -137,7 +147,7 @@ def test_a_semicolon_csv_without_a_reason_column_gets_the_generic_reason(complet
     failed_file_fetch(upload_transaction=upload_transaction)
     failed = upload_transaction.leads.filter(status=Lead.Status.FAILED)
     assert list(failed.values_list("phone_number", "status_reason")) == [
-        ("+91" + phones[4], callbacks.GENERIC_FAILED_REASON)
+        ("+91" + phones[4], services.GENERIC_FAILED_REASON)
     ]
     assert upload_transaction.leads.filter(status=Lead.Status.UPLOADED).count() == 4
 
@@ -241,11 +251,11 @@ def test_a_transient_failure_is_retried_while_the_url_is_valid(
     assert set(lead_statuses(upload_transaction).values()) == {Lead.Status.SENT}
 
     with django_capture_on_commit_callbacks(execute=True):
-        callbacks._failed_file_fetch_enqueue(upload_transaction.pk)
+        queues.failed_file_fetch_enqueue(upload_transaction_id=upload_transaction.pk)
     run_callbacks_jobs()
     (job_id,) = ScheduledJobRegistry(queue=callbacks_queue).get_job_ids()
     job = callbacks_queue.fetch_job(job_id)
-    assert job.retries_left == callbacks.FAILED_FILE_RETRY.max - 1
+    assert job.retries_left == queues.FAILED_FILE_RETRY.max - 1
     assert set(lead_statuses(upload_transaction).values()) == {Lead.Status.SENT}
 
 
@@ -260,9 +270,9 @@ def test_a_transient_failure_after_the_urls_24_hours_gives_up(completed):
 
 def test_the_retry_schedule_outlasts_the_urls_life():
     """So the last attempt always finds the URL expired and settles the leads instead of leaving them sent."""
-    retry = callbacks.FAILED_FILE_RETRY
+    retry = queues.FAILED_FILE_RETRY
     waits = [retry.intervals[min(i, len(retry.intervals) - 1)] for i in range(retry.max)]
-    assert sum(waits) > callbacks.FAILED_FILE_URL_TTL.total_seconds()
+    assert sum(waits) > services.FAILED_FILE_URL_TTL.total_seconds()
 
 
 def test_fetching_again_changes_nothing_and_reuses_the_stored_copy(completed, file_server):
@@ -309,7 +319,7 @@ PRIORITY_REASON = "Priority, supports only numeric value or the value is not pas
     ids=["comma, quoted reason", "tab", "semicolon, CRLF"],
 )
 def test_reasons_holding_delimiters_are_read_whole(content):
-    found = callbacks.failed_file_read(content)
+    found = failed_file_read(content)
     assert found.rows == [("9812345678", PRIORITY_REASON)]
 
 

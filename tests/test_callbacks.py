@@ -12,11 +12,13 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import Lead
+from campaigns.models import CloudAgentAccount, Lead
+from cloudagent.callbacks import callback_body_parse
+from cloudagent.errors import CallbackInvalid
 from tests.fixtures.callbacks import SHAPES, callback_body, callback_data, callback_sample, lead_statuses
-from uploads import callbacks
-from uploads.callbacks import CallbackInvalid, callback_body_parse, failed_file_url_check
+from uploads import callbacks, queues, selectors, services
 from uploads.models import CallbackEvent, UploadTransaction
+from uploads.services import failed_file_url_check
 
 pytestmark = pytest.mark.django_db
 
@@ -268,7 +270,7 @@ def test_success_naming_a_failed_file_enqueues_its_download_and_leaves_the_leads
     (job,) = callbacks_queue.get_jobs()
     assert job.func_name == "uploads.jobs.failed_file_fetch_job"
     assert job.args == (upload_transaction.pk,)
-    assert job.retries_left == callbacks.FAILED_FILE_RETRY.max
+    assert job.retries_left == queues.FAILED_FILE_RETRY.max
 
 
 def test_fail_fails_every_lead_with_cloudagents_message(post_callback, make_upload_transaction):
@@ -380,7 +382,6 @@ def test_a_callback_for_a_refused_request_is_ignored(post_callback, make_upload_
 def test_a_callback_on_one_accounts_url_cannot_touch_another_accounts_transaction(
     client, make_upload_transaction, account
 ):
-    from campaigns.models import CloudAgentAccount
 
     other = CloudAgentAccount.objects.create(name="Other", user_name="o", api_key="k")
     upload_transaction = make_upload_transaction(1)
@@ -418,12 +419,12 @@ def test_a_callback_before_the_transaction_id_is_stored_waits_and_is_applied_whe
     )
     Lead.objects.filter(upload_transaction=upload_transaction).update(status=Lead.Status.SENT)
     upload_transaction.refresh_from_db()
-    applied = callbacks.callback_events_apply_waiting(upload_transaction=upload_transaction)
+    applied = services.callback_events_apply_waiting(upload_transaction=upload_transaction)
     assert [e.state for e in applied] == [Event.APPLIED, Event.IGNORED]
     upload_transaction.refresh_from_db()
     assert upload_transaction.state == Tx.COMPLETED
     assert set(lead_statuses(upload_transaction).values()) == {Lead.Status.UPLOADED}
-    assert callbacks.callback_events_apply_waiting(upload_transaction=upload_transaction) == []
+    assert services.callback_events_apply_waiting(upload_transaction=upload_transaction) == []
 
 
 def test_the_view_looks_again_when_the_transaction_id_lands_while_it_applies(
@@ -434,7 +435,7 @@ def test_the_view_looks_again_when_the_transaction_id_lands_while_it_applies(
     upload_transaction = make_upload_transaction(2, state=Tx.SENDING)
     real_transaction_id = upload_transaction.transaction_id
     UploadTransaction.objects.filter(pk=upload_transaction.pk).update(transaction_id=None)
-    settle = callbacks._event_settle
+    settle = services._event_settle
 
     def settle_then_push_commits(event, state, **fields):
         result = settle(event, state, **fields)
@@ -442,7 +443,7 @@ def test_the_view_looks_again_when_the_transaction_id_lands_while_it_applies(
             UploadTransaction.objects.filter(pk=upload_transaction.pk).update(transaction_id=real_transaction_id)
         return result
 
-    monkeypatch.setattr(callbacks, "_event_settle", settle_then_push_commits)
+    monkeypatch.setattr(services, "_event_settle", settle_then_push_commits)
     response = post_callback(*callback_body(callback_data(real_transaction_id, rows=2)))
     assert response.json()["status"] == "applied"
     assert set(lead_statuses(upload_transaction).values()) == {Lead.Status.UPLOADED}
@@ -456,7 +457,7 @@ def test_a_failure_of_ours_while_applying_is_a_202_and_the_sweep_applies_it_late
     def broken(*args, **kwargs):
         raise RuntimeError("database hiccup")
 
-    monkeypatch.setattr(callbacks, "_upload_transaction_finish", broken)
+    monkeypatch.setattr(services, "_upload_transaction_finish", broken)
     response = post_callback(*callback_body(callback_data(upload_transaction.transaction_id, rows=2)))
     assert response.status_code == 202 and response.json()["status"] == "received"
     monkeypatch.undo()
@@ -506,4 +507,4 @@ def test_overdue_transactions_are_those_queued_without_a_callback_for_too_long(m
     make_upload_transaction(1, state=Tx.COMPLETED, sent_at=timezone.now() - timedelta(hours=2))
     no_send_time = make_upload_transaction(1, sent_at=None)
     UploadTransaction.objects.filter(pk=no_send_time.pk).update(created_at=timezone.now() - timedelta(hours=1))
-    assert set(callbacks.upload_transactions_overdue()) == {late, no_send_time}
+    assert set(selectors.upload_transactions_overdue()) == {late, no_send_time}

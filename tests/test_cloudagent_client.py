@@ -1,4 +1,4 @@
-"""The CloudAgent client (uploads/cloudagent.py): row building, and every documented answer over real HTTP.
+"""The CloudAgent client (cloudagent/): row building, and every documented answer over real HTTP.
 
 The documented answers come from the emulator (emulator/); the few answers it cannot give (a 404
 from a proxy, a redirect, an echoed API key) come from a canned HTTP server in this file, over real HTTP too.
@@ -6,6 +6,7 @@ from a proxy, a redirect, an echoed API key) come from a canned HTTP server in t
 
 import json
 import logging
+import pickle
 import re
 import shutil
 import socket
@@ -17,26 +18,21 @@ from decimal import Decimal
 from urllib.parse import parse_qs
 
 import pytest
+import requests
 
 import leadhub
-from tests.fixtures.core import LoopbackHTTPServer, QuietHandler
-from uploads.cloudagent import (
-    ENDPOINT_PATH,
-    MAX_ROW_CHARS,
-    MAX_ROWS_PER_REQUEST,
-    AddBulkDataResult,
+from cloudagent.client import ENDPOINT_PATH, AddBulkDataResult, CloudAgentClient
+from cloudagent.errors import (
     AuthenticationError,
-    BuiltRows,
     CampaignError,
-    CloudAgentClient,
     CloudAgentError,
     InvalidDataError,
     RateLimitedError,
     TransientError,
     UnexpectedResponseError,
-    build_rows,
-    row_length,
 )
+from cloudagent.rules import MAX_ROW_CHARS, MAX_ROWS_PER_REQUEST, BuiltRows, build_rows, row_length
+from tests.fixtures.core import LoopbackHTTPServer, QuietHandler
 
 API_KEY = "demo-api-key-0123456789"
 MAP = ["PhoneNumber", "Name", "Priority", "ExpiryDate"]
@@ -400,7 +396,6 @@ def test_the_request_carries_the_user_agent_and_a_form_body(canned, canned_clien
 
 
 def test_a_session_passed_in_is_used_and_left_open(canned):
-    import requests
 
     session = requests.Session()
     canned.answer(200, ACCEPTED)
@@ -437,7 +432,6 @@ def test_a_base_url_that_is_not_http_is_refused(base_url):
 
 
 def test_errors_survive_pickling_with_their_attributes():
-    import pickle
 
     error = TransientError("read timeout", status_code=None, body="b", ambiguous=True)
 
@@ -550,7 +544,7 @@ def test_an_accepted_request_gives_its_transaction_id(emulator, client):
     assert seen["outcome"] == "accepted"
 
 
-# contract.md, Synchronous answers: every documented refusal, and the class it becomes.
+# docs/cloudagent-contract.md, Synchronous answers: every documented refusal, and the class it becomes.
 DOCUMENTED_REFUSALS = [
     ("apiKey missing or empty", {"api_key": ""}, {}, AuthenticationError, "apiKey should not be empty"),
     ("userName missing or empty", {"user_name": ""}, {}, AuthenticationError, "userName should not be empty"),

@@ -12,7 +12,6 @@ from uploads.services import leads_push
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-Status = Lead.Status
 DND_REASON = "PhoneNumber Added is a DND Number"
 
 
@@ -58,10 +57,10 @@ def test_push_callback_and_statuses_for_every_callback_shape(
     assert set(CallbackEvent.objects.values_list("state", flat=True)) == {CallbackEvent.State.APPLIED}
     statuses = dict(Lead.objects.values_list("phone_number", "status"))
     reasons = dict(Lead.objects.values_list("phone_number", "status_reason"))
-    failed = {phone for phone, status in statuses.items() if status == Status.FAILED}
+    failed = {phone for phone, status in statuses.items() if status == Lead.Status.FAILED}
     assert failed == {f"+91{n}" for n in dnd}
     assert {reasons[phone] for phone in failed} == {DND_REASON}
-    assert sum(status == Status.UPLOADED for status in statuses.values()) == 8
+    assert sum(status == Lead.Status.UPLOADED for status in statuses.values()) == 8
     assert all(tries["status"] == 200 for cb in live_push.inspect("callbacks")["callbacks"] for tries in cb["tries"])
 
 
@@ -76,7 +75,7 @@ def test_a_callback_that_beats_the_synchronous_answer_is_applied_once_the_batch_
 
     batch = UploadTransaction.objects.get()
     assert batch.state == UploadTransaction.State.COMPLETED
-    assert set(Lead.objects.values_list("status", flat=True)) == {Status.UPLOADED}
+    assert set(Lead.objects.values_list("status", flat=True)) == {Lead.Status.UPLOADED}
     states = sorted(CallbackEvent.objects.values_list("state", flat=True))
     assert states.count(CallbackEvent.State.APPLIED) == 1, states
 
@@ -97,7 +96,7 @@ def test_a_batch_resent_after_a_lost_answer_ends_uploaded_not_failed_as_duplicat
     batch = UploadTransaction.objects.get()
     assert (batch.state, batch.ambiguous_attempts) == (UploadTransaction.State.COMPLETED, 1)
     assert batch.numbers_not_processed == 4, "CloudAgent skipped every row of the re-send as a duplicate"
-    assert set(Lead.objects.values_list("status", flat=True)) == {Status.UPLOADED}
+    assert set(Lead.objects.values_list("status", flat=True)) == {Lead.Status.UPLOADED}
     assert "earlier attempt" in Lead.objects.first().status_reason
     phones = [lead["PhoneNumber"] for lead in live_push.inspect("leads")["leads"]["Demo_Outbound"]]
     assert len(phones) == len(set(phones)) == 4

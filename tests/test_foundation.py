@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
 from campaigns.normalize import PhoneError, clean_name, format_phone, normalize_phone
+from tests.fixtures.html import element_text
 from uploads.models import CallbackEvent, UploadTransaction
 
 pytestmark = pytest.mark.django_db
@@ -181,6 +182,46 @@ def test_leadhub_status_counts_transactions_whose_callback_is_overdue(campaign, 
     UploadTransaction.objects.create(campaign=campaign, state="completed", sent_at=now - timedelta(hours=2))
     settings.CLOUDAGENT_CALLBACK_OVERDUE_SECONDS = 3600
     assert run_json("leadhub_status")["overdue"] == 1
+
+
+def test_leadhub_status_prints_the_overdue_count_without_json(campaign, make_leads, settings):
+    make_leads(2)
+    UploadTransaction.objects.create(campaign=campaign, state="queued", sent_at=timezone.now() - timedelta(hours=2))
+    settings.CLOUDAGENT_CALLBACK_OVERDUE_SECONDS = 3600
+    out = StringIO()
+
+    call_command("leadhub_status", stdout=out)
+
+    lines = out.getvalue().splitlines()
+    assert "  new          2" in lines
+    assert "  queued       1" in lines
+    assert lines[-1].split() == ["overdue", "callbacks", "1"]
+
+
+def test_add_account_with_a_new_api_key_clears_the_accounts_problem_flag(account):
+    CloudAgentAccount.objects.filter(pk=account.pk).update(problem="Invalid userName or apiKey")
+    same = ["add_account", account.name, "--user-name", account.user_name, "--base-url", account.base_url]
+
+    call_command(*same, "--api-key", account.api_key, stdout=StringIO())
+    account.refresh_from_db()
+    assert account.problem == "Invalid userName or apiKey", "the same key fixes nothing"
+
+    call_command(*same, "--api-key", "a-new-key", stdout=StringIO())
+    account.refresh_from_db()
+    assert (account.problem, account.api_key) == ("", "a-new-key")
+
+
+def test_add_campaign_with_a_new_column_map_clears_the_campaigns_problem_flag(campaign):
+    Campaign.objects.filter(pk=campaign.pk).update(problem="Invalid Campaign Name")
+    command = ["add_campaign", campaign.name, "--account", campaign.account.name]
+
+    call_command(*command, "--map", ",".join(campaign.column_map), stdout=StringIO())
+    campaign.refresh_from_db()
+    assert campaign.problem == "Invalid Campaign Name", "the same map fixes nothing"
+
+    call_command(*command, "--map", "PhoneNumber,Name,Priority", stdout=StringIO())
+    campaign.refresh_from_db()
+    assert campaign.problem == ""
 
 
 @pytest.mark.smoke
@@ -391,7 +432,7 @@ def test_the_admin_front_page_is_a_dashboard(admin_client, campaign, make_leads,
     assert dashboard["needs_attention"] == 1
     html = page.content.decode()
     assert "CloudAgent refused account" in html and "Invalid userName or apiKey" in html
-    assert 'id="dashboard-lead-failed" style="text-align: right">2<' in html
+    assert element_text(html, "dashboard-lead-failed") == "2"
     assert "Campaigns and leads" in html, "the app list is still there"
 
 

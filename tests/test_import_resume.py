@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from campaigns import importing
+from campaigns.importing import writers
 from campaigns.models import Lead, LeadImport
 from campaigns.services import LeadImportError, lead_import_create, lead_import_resume, lead_import_run
 
@@ -16,7 +16,7 @@ class WorkerDied(Exception):
 
 @pytest.fixture
 def stopped_import(campaign, lead_file, import_media, monkeypatch, redis_conn):
-    monkeypatch.setattr(importing, "CHUNK_ROWS", 10)
+    monkeypatch.setattr(writers, "CHUNK_ROWS", 10)
     rows = [[f"98765{n:05d}", f"Lead {n}", "", ""] for n in range(35)] + [["12345", "Bad", "", ""]]
     lead_import = lead_import_create(campaign=campaign, path=str(lead_file(rows)), file_name="leads.csv")
 

@@ -3,10 +3,11 @@
 import csv
 from datetime import date, timedelta
 
+import openpyxl
 import pytest
 from django.utils import timezone
 
-from campaigns.importing import ImportFileError
+from campaigns.importing.readers import ImportFileError
 from campaigns.models import Campaign, Lead, LeadImport
 from campaigns.services import lead_import_create, lead_import_preview, lead_import_run
 
@@ -314,7 +315,6 @@ def test_every_format_reads_the_same(campaign, lead_file, import_media, name):
 
 
 def test_a_spreadsheet_starting_below_row_1_keeps_its_row_numbers(campaign, tmp_path, import_media):
-    import openpyxl
 
     workbook = openpyxl.Workbook()
     sheet = workbook.active

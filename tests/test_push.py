@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import django_rq
 import pytest
@@ -15,19 +16,19 @@ import redis
 from django.conf import settings
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 from rq import SimpleWorker
 
 from campaigns.models import Campaign, CloudAgentAccount, Lead
 from tests.fixtures.core import LoopbackHTTPServer, QuietHandler
 from tests.fixtures.push import subprocess_env
-from uploads import dispatcher
-from uploads.models import UploadTransaction
-from uploads.services import leads_push, upload_transactions_repush
+from uploads import dispatcher, queues, services
+from uploads.jobs import push_watchdog_job
+from uploads.models import CallbackEvent, PushRequest, PushRequestLead, UploadTransaction
+from uploads.ratelimit import account_pacer
+from uploads.services import leads_push, leads_push_request, upload_transactions_repush
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-State = UploadTransaction.State
-Status = Lead.Status
 
 
 def requests_seen(emulator, campaign=None) -> list[dict]:
@@ -59,8 +60,8 @@ def test_a_push_is_cut_into_batches_of_500_and_every_lead_reaches_cloudagent_onc
     assert summary["eta_seconds"] > 0
     batches = list(UploadTransaction.objects.order_by("pk"))
     assert [b.row_count for b in batches] == [500, 500, 201]
-    assert all(b.state == State.PENDING for b in batches)
-    assert Lead.objects.filter(status=Status.QUEUED).count() == 1201
+    assert all(b.state == UploadTransaction.State.PENDING for b in batches)
+    assert Lead.objects.filter(status=Lead.Status.QUEUED).count() == 1201
 
     report = dispatcher.account_dispatch(account_id=push_account.pk)
 
@@ -70,9 +71,9 @@ def test_a_push_is_cut_into_batches_of_500_and_every_lead_reaches_cloudagent_onc
     phones = emulator_phones(push_emulator, "Demo_Outbound")
     assert len(phones) == len(set(phones)) == 1201
     assert all(len(p) == 10 for p in phones), "IN campaigns send the national 10-digit form"
-    assert set(UploadTransaction.objects.values_list("state", flat=True)) == {State.QUEUED}
+    assert set(UploadTransaction.objects.values_list("state", flat=True)) == {UploadTransaction.State.QUEUED}
     assert UploadTransaction.objects.filter(transaction_id__isnull=True).count() == 0
-    assert Lead.objects.filter(status=Status.SENT).count() == 1201
+    assert Lead.objects.filter(status=Lead.Status.SENT).count() == 1201
     assert rate_limit_answers(push_emulator) == 0
 
 
@@ -94,7 +95,7 @@ def test_leads_our_checks_refuse_become_invalid_and_take_no_slot(push_account, m
 
     assert (summary["leads"], summary["batches"], summary["invalid"]) == (2, 1, 1)
     too_long.refresh_from_db()
-    assert too_long.status == Status.INVALID and "2000" in too_long.status_reason
+    assert too_long.status == Lead.Status.INVALID and "2000" in too_long.status_reason
     assert too_long.upload_transaction is None
     dispatcher.account_dispatch(account_id=push_account.pk)
     assert sorted(emulator_phones(push_emulator, "Demo_Notes")) == sorted([fits.phone_number[3:], ok.phone_number[3:]])
@@ -102,8 +103,8 @@ def test_leads_our_checks_refuse_become_invalid_and_take_no_slot(push_account, m
 
 def test_leads_in_other_states_are_reported_not_pushed(push_account, campaign, make_leads):
     make_leads(2)
-    make_leads(3, start=100, status=Status.SENT)
-    make_leads(1, start=200, status=Status.UPLOADED)
+    make_leads(3, start=100, status=Lead.Status.SENT)
+    make_leads(1, start=200, status=Lead.Status.UPLOADED)
     summary = push_all(campaign)
     assert summary["leads"] == 2
     assert summary["not_pushable"] == {"sent": 3, "uploaded": 1}
@@ -111,9 +112,12 @@ def test_leads_in_other_states_are_reported_not_pushed(push_account, campaign, m
 
 def test_push_new_leads_command_prints_counts_and_eta(push_account, campaign, make_leads, capsys):
     make_leads(12)
+    pacer = account_pacer(push_account.pk)
+    assert pacer.try_acquire() == 0.0, "a request just took the free slot: the batch waits for the next one"
     call_command("push_leads", "--campaign", campaign.name, "--json")
     printed = json.loads(capsys.readouterr().out)
-    assert printed["leads"] == 12 and printed["batches"] == 1 and printed["eta_seconds"] >= 0
+    assert printed["leads"] == 12 and printed["batches"] == 1
+    assert 0 < printed["eta_seconds"] <= round(pacer.interval, 1) + 0.1
 
 
 def test_a_rate_limit_answer_is_retried_in_the_next_slot_and_counted(push_account, campaign, make_leads, push_emulator):
@@ -125,7 +129,7 @@ def test_a_rate_limit_answer_is_retried_in_the_next_slot_and_counted(push_accoun
 
     batch = UploadTransaction.objects.get()
     assert report.outcomes == {"rate_limited": 1, "queued": 1}
-    assert (batch.state, batch.rate_limited, batch.attempts) == (State.QUEUED, 1, 2)
+    assert (batch.state, batch.rate_limited, batch.attempts) == (UploadTransaction.State.QUEUED, 1, 2)
     assert len(emulator_phones(push_emulator, "Demo_Outbound")) == 10
 
 
@@ -137,7 +141,7 @@ def test_a_server_error_backs_off_and_is_resent_with_check_duplicate(push_accoun
     dispatcher.account_dispatch(account_id=push_account.pk)
 
     batch = UploadTransaction.objects.get()
-    assert (batch.state, batch.attempts, batch.ambiguous_attempts) == (State.QUEUED, 2, 1)
+    assert (batch.state, batch.attempts, batch.ambiguous_attempts) == (UploadTransaction.State.QUEUED, 2, 1)
     first, second = requests_seen(push_emulator, "Demo_Outbound")
     assert second["fields"]["checkDuplicate"] == "true", "a 5xx may have been queued: re-send must skip duplicates"
     assert batch.options["checkDuplicate"] is True
@@ -153,7 +157,7 @@ def test_a_dropped_connection_is_resent_with_check_duplicate_and_nothing_doubles
     dispatcher.account_dispatch(account_id=push_account.pk)
 
     batch = UploadTransaction.objects.get()
-    assert (batch.state, batch.ambiguous_attempts) == (State.QUEUED, 1)
+    assert (batch.state, batch.ambiguous_attempts) == (UploadTransaction.State.QUEUED, 1)
     phones = emulator_phones(push_emulator, "Demo_Outbound")
     assert len(phones) == len(set(phones)) == 20, "the dropped request was queued; the re-send must not double it"
 
@@ -166,10 +170,10 @@ def test_transient_errors_give_up_after_max_attempts(push_account, campaign, mak
     dispatcher.account_dispatch(account_id=push_account.pk)
 
     batch = UploadTransaction.objects.get()
-    assert batch.state == State.ERROR and batch.attempts == settings.CLOUDAGENT_MAX_ATTEMPTS
+    assert batch.state == UploadTransaction.State.ERROR and batch.attempts == settings.CLOUDAGENT_MAX_ATTEMPTS
     assert "gave up" in batch.last_error
     # Every attempt may have been queued: the operator must check, not assume they failed.
-    assert set(Lead.objects.values_list("status", flat=True)) == {Status.UNCONFIRMED}
+    assert set(Lead.objects.values_list("status", flat=True)) == {Lead.Status.UNCONFIRMED}
 
 
 def test_an_unreachable_provider_is_not_ambiguous(account, campaign, make_leads, push_settings):
@@ -181,9 +185,9 @@ def test_an_unreachable_provider_is_not_ambiguous(account, campaign, make_leads,
     dispatcher.account_dispatch(account_id=account.pk)
 
     batch = UploadTransaction.objects.get()
-    assert (batch.state, batch.ambiguous_attempts) == (State.ERROR, 0)
+    assert (batch.state, batch.ambiguous_attempts) == (UploadTransaction.State.ERROR, 0)
     assert batch.options["checkDuplicate"] is False
-    assert set(Lead.objects.values_list("status", flat=True)) == {Status.FAILED}
+    assert set(Lead.objects.values_list("status", flat=True)) == {Lead.Status.FAILED}
 
 
 def test_bad_credentials_end_every_waiting_batch_and_flag_the_account(
@@ -198,12 +202,12 @@ def test_bad_credentials_end_every_waiting_batch_and_flag_the_account(
     dispatcher.account_dispatch(account_id=push_account.pk)
 
     assert len(requests_seen(push_emulator)) == 1, "one refusal is enough to know the others would be refused"
-    assert set(UploadTransaction.objects.values_list("state", flat=True)) == {State.ERROR}
+    assert set(UploadTransaction.objects.values_list("state", flat=True)) == {UploadTransaction.State.ERROR}
     assert list(UploadTransaction.objects.order_by("pk").values_list("attempts", flat=True)) == [1, 0, 0]
     push_account.refresh_from_db()
     assert push_account.problem == "Invalid userName or apiKey"
     lead = Lead.objects.first()
-    assert lead.status == Status.FAILED and "Invalid userName or apiKey" in lead.status_reason
+    assert lead.status == Lead.Status.FAILED and "Invalid userName or apiKey" in lead.status_reason
     assert "wrong-key" not in UploadTransaction.objects.first().last_error
 
 
@@ -219,13 +223,13 @@ def test_an_unknown_campaign_is_flagged_and_its_leads_can_be_pushed_again(
 
     campaign.refresh_from_db()
     assert campaign.problem == "Invalid Campaign Name"
-    assert UploadTransaction.objects.get().state == State.ERROR
+    assert UploadTransaction.objects.get().state == UploadTransaction.State.ERROR
     campaign.name = "Demo_Outbound"
     campaign.save()
     again = push_all(campaign)
     assert again["leads"] == 5, "failed leads are pushable once the operator fixed the cause"
     dispatcher.account_dispatch(account_id=push_account.pk)
-    assert Lead.objects.filter(status=Status.SENT).count() == 5
+    assert Lead.objects.filter(status=Lead.Status.SENT).count() == 5
     campaign.refresh_from_db()
     assert campaign.problem == ""
 
@@ -269,7 +273,7 @@ def test_a_dispatcher_killed_mid_send_is_recovered_without_losing_or_doubling_le
     child = subprocess.Popen([sys.executable, "-c", code], cwd=settings.BASE_DIR, env=env)
     try:
         push_emulator.wait_for(lambda snapshot: len(snapshot["requests"]) == 1, timeout=20)
-        assert UploadTransaction.objects.get().state == State.SENDING
+        assert UploadTransaction.objects.get().state == UploadTransaction.State.SENDING
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
     finally:
@@ -278,17 +282,17 @@ def test_a_dispatcher_killed_mid_send_is_recovered_without_losing_or_doubling_le
 
     assert dispatcher.account_dispatch(account_id=push_account.pk).busy, "the dead worker's lease has not lapsed"
     deadline = time.monotonic() + 15
-    while dispatcher.lease_held(push_account.pk) and time.monotonic() < deadline:
+    while queues.lease_held(push_account.pk) and time.monotonic() < deadline:
         time.sleep(0.1)
     report = dispatcher.account_dispatch(account_id=push_account.pk)
 
     assert report.recovered == 1 and report.outcomes == {"queued": 1}
     batch = UploadTransaction.objects.get()
-    assert (batch.state, batch.ambiguous_attempts) == (State.QUEUED, 1)
+    assert (batch.state, batch.ambiguous_attempts) == (UploadTransaction.State.QUEUED, 1)
     assert requests_seen(push_emulator)[-1]["fields"]["checkDuplicate"] == "true"
     phones = emulator_phones(push_emulator, "Demo_Outbound")
     assert len(phones) == len(set(phones)) == 25
-    assert Lead.objects.filter(status=Status.SENT).count() == 25
+    assert Lead.objects.filter(status=Lead.Status.SENT).count() == 25
 
 
 def test_the_watchdog_restarts_dispatch_for_orphaned_batches(push_account, campaign, make_leads, redis_conn):
@@ -296,7 +300,7 @@ def test_the_watchdog_restarts_dispatch_for_orphaned_batches(push_account, campa
     push_all(campaign)
     push_queue = django_rq.get_queue("push")
     push_queue.empty()  # the worker that took the dispatcher job died with it
-    UploadTransaction.objects.update(state=State.SENDING)
+    UploadTransaction.objects.update(state=UploadTransaction.State.SENDING)
 
     started = dispatcher.push_watchdog()
 
@@ -313,7 +317,7 @@ def test_dispatch_jobs_run_by_a_real_worker(push_account, campaign, make_leads, 
     assert len(django_rq.get_queue("push").jobs) == 1
     worker = django_rq.get_worker("push")
     worker.work(burst=True)
-    assert Lead.objects.filter(status=Status.SENT).count() == 15
+    assert Lead.objects.filter(status=Lead.Status.SENT).count() == 15
 
 
 def test_repush_sends_the_leads_of_an_overdue_batch_again_with_check_duplicate(
@@ -332,18 +336,22 @@ def test_repush_sends_the_leads_of_an_overdue_batch_again_with_check_duplicate(
     assert summary.leads == 5
     dispatcher.account_dispatch(account_id=push_account.pk)
     assert requests_seen(push_emulator)[-1]["fields"]["checkDuplicate"] == "true"
-    assert Lead.objects.filter(status=Status.SENT).exclude(upload_transaction=waiting.get()).count() == 5
+    assert Lead.objects.filter(status=Lead.Status.SENT).exclude(upload_transaction=waiting.get()).count() == 5
     assert UploadTransaction.objects.order_by("pk").last().options["resend"] is True
 
 
 def test_repush_action_in_the_admin_takes_only_what_the_operator_can_act_on(
     admin_client, push_account, campaign, make_leads
 ):
-    failed = UploadTransaction.objects.create(campaign=campaign, state=State.FAILED, transaction_id="1")
-    done = UploadTransaction.objects.create(campaign=campaign, state=State.COMPLETED, transaction_id="2")
-    make_leads(3, status=Status.FAILED, upload_transaction=failed)
-    make_leads(2, start=10, status=Status.UPLOADED, upload_transaction=done)
-    make_leads(1, start=20, status=Status.UNCONFIRMED, upload_transaction=done)
+    failed = UploadTransaction.objects.create(
+        campaign=campaign, state=UploadTransaction.State.FAILED, transaction_id="1"
+    )
+    done = UploadTransaction.objects.create(
+        campaign=campaign, state=UploadTransaction.State.COMPLETED, transaction_id="2"
+    )
+    make_leads(3, status=Lead.Status.FAILED, upload_transaction=failed)
+    make_leads(2, start=10, status=Lead.Status.UPLOADED, upload_transaction=done)
+    make_leads(1, start=20, status=Lead.Status.UNCONFIRMED, upload_transaction=done)
 
     page = admin_client.post(
         reverse("admin:uploads_uploadtransaction_changelist"),
@@ -353,17 +361,17 @@ def test_repush_action_in_the_admin_takes_only_what_the_operator_can_act_on(
 
     messages = " ".join(str(m) for m in page.context["messages"])
     assert "Queued 4 lead(s) in 1 batch(es)" in messages
-    assert Lead.objects.filter(status=Status.QUEUED).count() == 4
-    assert Lead.objects.filter(status=Status.UPLOADED, upload_transaction=done).count() == 2
+    assert Lead.objects.filter(status=Lead.Status.QUEUED).count() == 4
+    assert Lead.objects.filter(status=Lead.Status.UPLOADED, upload_transaction=done).count() == 2
 
 
 def test_the_watchdog_job_sweeps_callbacks_and_keeps_itself_scheduled_while_callbacks_are_due(
     push_account, campaign, redis_conn
 ):
-    from uploads.jobs import push_watchdog_job
-    from uploads.models import CallbackEvent
 
-    batch = UploadTransaction.objects.create(campaign=campaign, state=State.QUEUED, transaction_id="42")
+    batch = UploadTransaction.objects.create(
+        campaign=campaign, state=UploadTransaction.State.QUEUED, transaction_id="42"
+    )
     CallbackEvent.objects.create(
         account=push_account,
         transaction_id="42",
@@ -376,11 +384,11 @@ def test_the_watchdog_job_sweeps_callbacks_and_keeps_itself_scheduled_while_call
 
     assert result["callbacks"].get("applied") == 1
     batch.refresh_from_db()
-    assert batch.state == State.FAILED
+    assert batch.state == UploadTransaction.State.FAILED
     scheduled = django_rq.get_queue("default").scheduled_job_registry.get_job_ids()
     assert len(scheduled) == 0, "nothing is unfinished any more: the watchdog lets itself stop"
 
-    UploadTransaction.objects.create(campaign=campaign, state=State.QUEUED, transaction_id="43")
+    UploadTransaction.objects.create(campaign=campaign, state=UploadTransaction.State.QUEUED, transaction_id="43")
     push_watchdog_job()
     assert len(django_rq.get_queue("default").scheduled_job_registry.get_job_ids()) == 1
 
@@ -412,13 +420,17 @@ def test_invalid_data_ends_the_batch_with_the_providers_message(account, campaig
 
     assert report.outcomes == {"refused": 1}
     batch = UploadTransaction.objects.get()
-    assert (batch.state, batch.last_error, batch.attempts) == (State.ERROR, "Please provide valid data", 1)
+    assert (batch.state, batch.last_error, batch.attempts) == (
+        UploadTransaction.State.ERROR,
+        "Please provide valid data",
+        1,
+    )
     assert set(Lead.objects.values_list("status_reason", flat=True)) == {"CloudAgent: Please provide valid data"}
-    assert set(Lead.objects.values_list("status", flat=True)) == {Status.FAILED}
+    assert set(Lead.objects.values_list("status", flat=True)) == {Lead.Status.FAILED}
 
 
 def test_the_campaign_progress_page_shows_leads_batches_and_budget(admin_client, push_account, campaign, make_leads):
-    make_leads(12, status=Status.UPLOADED)
+    make_leads(12, status=Lead.Status.UPLOADED)
     make_leads(5, start=100)
     push_all(campaign)
 
@@ -437,11 +449,32 @@ def test_the_campaign_progress_page_shows_leads_batches_and_budget(admin_client,
     assert 'http-equiv="refresh"' in page.content.decode()
 
 
+def test_the_watchdog_enqueues_again_a_push_request_whose_job_was_lost(push_account, campaign, make_leads, settings):
+    settings.LEADHUB_PUSH_INLINE_LEADS = 10
+    settings.CLOUDAGENT_BATCH_SIZE = 10
+    make_leads(25)
+    summary = leads_push_request(leads=Lead.objects.filter(campaign=campaign))
+    assert summary.background
+    default = django_rq.get_queue("default")
+    default.empty()  # Redis lost the job
+    assert push_watchdog_job()["push_requests_recovered"] == 0, "a fresh request's job may still be on its way"
+
+    PushRequest.objects.update(created_at=timezone.now() - timedelta(minutes=10))
+    assert push_watchdog_job()["push_requests_recovered"] == 1
+    assert [job.func_name for job in default.jobs] == ["uploads.jobs.leads_push_job"]
+    SimpleWorker([default], connection=default.connection).work(burst=True)
+
+    assert Lead.objects.filter(status=Lead.Status.QUEUED).count() == 25
+    push_request = PushRequest.objects.get()
+    assert push_request.state == PushRequest.State.DONE and push_request.summary["leads"] == 25
+    assert not PushRequestLead.objects.exists(), "the batches are the record once cut"
+
+
 def test_a_push_too_big_for_the_request_is_batched_by_a_job(admin_client, push_account, campaign, make_leads, settings):
     settings.LEADHUB_PUSH_INLINE_LEADS = 10
     settings.CLOUDAGENT_BATCH_SIZE = 10
     make_leads(25)
-    make_leads(2, start=100, status=Status.UPLOADED)
+    make_leads(2, start=100, status=Lead.Status.UPLOADED)
 
     page = admin_client.post(
         reverse("admin:campaigns_campaign_changelist"),
@@ -451,16 +484,16 @@ def test_a_push_too_big_for_the_request_is_batched_by_a_job(admin_client, push_a
 
     message = " ".join(str(m) for m in page.context["messages"])
     assert "Batching 25 lead(s) in the background into about 3 batch(es)" in message
-    assert Lead.objects.filter(status=Status.NEW).count() == 25, "the request only enqueued the work"
+    assert Lead.objects.filter(status=Lead.Status.NEW).count() == 25, "the request only enqueued the work"
     default = django_rq.get_queue("default")
     assert [job.func_name for job in default.jobs] == ["uploads.jobs.leads_push_job"]
 
     SimpleWorker([default], connection=default.connection).work(burst=True)
 
-    assert Lead.objects.filter(status=Status.QUEUED).count() == 25
+    assert Lead.objects.filter(status=Lead.Status.QUEUED).count() == 25
     assert list(UploadTransaction.objects.order_by("pk").values_list("row_count", flat=True)) == [10, 10, 5]
     assert set(UploadTransaction.objects.values_list("pushed_by__username", flat=True)) == {"admin"}
-    assert Lead.objects.filter(status=Status.UPLOADED).count() == 2
+    assert Lead.objects.filter(status=Lead.Status.UPLOADED).count() == 2
 
 
 @pytest.mark.timeout(30)
@@ -475,12 +508,12 @@ def test_batches_of_an_inactive_account_or_campaign_wait_until_it_is_active_agai
         report = dispatcher.account_dispatch(account_id=push_account.pk)
 
         assert report.outcomes == {} and not report.handed_over
-        assert UploadTransaction.objects.get().state == State.PENDING
+        assert UploadTransaction.objects.get().state == UploadTransaction.State.PENDING
         assert requests_seen(push_emulator) == []
         paused.update(is_active=True)
 
     dispatcher.account_dispatch(account_id=push_account.pk)
-    assert UploadTransaction.objects.get().state == State.QUEUED
+    assert UploadTransaction.objects.get().state == UploadTransaction.State.QUEUED
 
 
 def test_a_lead_edited_past_the_limits_while_queued_is_left_out_at_send_time(push_account, make_leads, push_emulator):
@@ -495,10 +528,10 @@ def test_a_lead_edited_past_the_limits_while_queued_is_left_out_at_send_time(pus
     dispatcher.account_dispatch(account_id=push_account.pk)
 
     edited.refresh_from_db()
-    assert (edited.status, edited.upload_transaction) == (Status.INVALID, None)
+    assert (edited.status, edited.upload_transaction) == (Lead.Status.INVALID, None)
     assert "2000" in edited.status_reason
     batch = UploadTransaction.objects.get()
-    assert (batch.state, batch.row_count) == (State.QUEUED, 2)
+    assert (batch.state, batch.row_count) == (UploadTransaction.State.QUEUED, 2)
     assert [r["rows"] for r in requests_seen(push_emulator)] == [2]
 
 
@@ -515,8 +548,10 @@ def test_a_batch_that_may_have_reached_cloudagent_earlier_ends_unconfirmed_not_f
 
     dispatcher.account_dispatch(account_id=push_account.pk)
 
-    assert set(Lead.objects.filter(upload_transaction=first).values_list("status", flat=True)) == {Status.UNCONFIRMED}
-    assert set(Lead.objects.filter(upload_transaction=second).values_list("status", flat=True)) == {Status.FAILED}
+    assert set(Lead.objects.filter(upload_transaction=first).values_list("status", flat=True)) == {
+        Lead.Status.UNCONFIRMED
+    }
+    assert set(Lead.objects.filter(upload_transaction=second).values_list("status", flat=True)) == {Lead.Status.FAILED}
 
 
 def test_rate_limit_answers_spend_no_retry(push_account, campaign, make_leads, push_emulator):
@@ -528,11 +563,12 @@ def test_rate_limit_answers_spend_no_retry(push_account, campaign, make_leads, p
     dispatcher.account_dispatch(account_id=push_account.pk)
 
     batch = UploadTransaction.objects.get()
-    assert (batch.state, batch.attempts) == (State.QUEUED, 7), "one failure of three allowed, then accepted"
+    assert (batch.state, batch.attempts) == (UploadTransaction.State.QUEUED, 7), (
+        "one failure of three allowed, then accepted"
+    )
 
 
 def test_a_late_outcome_from_a_dispatcher_that_lost_its_claim_changes_nothing(push_account, campaign, make_leads):
-    from uploads import services
 
     make_leads(3)
     push_all(campaign)
@@ -544,8 +580,8 @@ def test_a_late_outcome_from_a_dispatcher_that_lost_its_claim_changes_nothing(pu
     services._finish_error(stale, "Invalid userName or apiKey")
 
     fresh.refresh_from_db()
-    assert fresh.state == State.SENDING, "the second dispatcher's send is still its own"
-    assert set(Lead.objects.values_list("status", flat=True)) == {Status.QUEUED}
+    assert fresh.state == UploadTransaction.State.SENDING, "the second dispatcher's send is still its own"
+    assert set(Lead.objects.values_list("status", flat=True)) == {Lead.Status.QUEUED}
 
 
 def test_a_dispatcher_whose_lease_cannot_be_renewed_stops_claiming(push_account, settings, monkeypatch):
@@ -566,11 +602,7 @@ def test_a_dispatcher_whose_lease_cannot_be_renewed_stops_claiming(push_account,
 def test_one_callback_that_breaks_on_our_side_does_not_stop_the_watchdog(
     push_account, campaign, redis_conn, monkeypatch
 ):
-    from uploads import callbacks
-    from uploads.jobs import push_watchdog_job
-    from uploads.models import CallbackEvent
-
-    UploadTransaction.objects.create(campaign=campaign, state=State.QUEUED, transaction_id="42")
+    UploadTransaction.objects.create(campaign=campaign, state=UploadTransaction.State.QUEUED, transaction_id="42")
     for _ in range(2):
         CallbackEvent.objects.create(account=push_account, transaction_id="42", state=CallbackEvent.State.WAITING)
     calls = []
@@ -581,7 +613,7 @@ def test_one_callback_that_breaks_on_our_side_does_not_stop_the_watchdog(
             raise RuntimeError("a bug of ours, at an exact point")
         return CallbackEvent.objects.get(pk=event.pk)
 
-    monkeypatch.setattr(callbacks, "callback_event_apply", breaks_once)
+    monkeypatch.setattr(services, "callback_event_apply", breaks_once)
 
     result = push_watchdog_job()
 
@@ -592,7 +624,7 @@ def test_one_callback_that_breaks_on_our_side_does_not_stop_the_watchdog(
 
 def test_a_long_back_off_schedules_one_dispatcher_not_one_per_watchdog_tick(push_account, redis_conn):
     for _ in range(3):
-        dispatcher.account_dispatch_ensure(account_id=push_account.pk, delay=120)
+        queues.account_dispatch_ensure(account_id=push_account.pk, delay=120)
 
     scheduled = django_rq.get_queue("push").scheduled_job_registry.get_job_ids()
     assert len(scheduled) == 1
@@ -603,10 +635,10 @@ def test_a_dispatcher_out_of_time_hands_over_to_a_fresh_job(push_account, campai
     push_all(campaign)
     push_queue = django_rq.get_queue("push")
     push_queue.empty()
-    dispatcher.clear_queued_marker(push_account.pk)  # as the job running this dispatcher did when it started
+    queues.clear_queued_marker(push_account.pk)  # as the job running this dispatcher did when it started
 
     report = dispatcher.account_dispatch(account_id=push_account.pk, max_seconds=0)
 
     assert report.handed_over and report.outcomes == {}
-    assert UploadTransaction.objects.get().state == State.PENDING
+    assert UploadTransaction.objects.get().state == UploadTransaction.State.PENDING
     assert [job.args for job in push_queue.jobs] == [(push_account.pk,)]

@@ -205,20 +205,18 @@ def test_two_keys_are_independent(redis_conn):
     assert second.try_acquire() > 59
 
 
-def test_acquire_calls_on_wait_before_each_sleep(redis_conn):
+def test_acquire_sleeps_only_while_the_next_slot_is_ahead(redis_conn):
     slots = pacer(redis_conn, w=0.5)
-    calls = []
-    slots.acquire(on_wait=lambda wait: calls.append(("on_wait", wait)))
-    assert calls == []
+    sleeps = []
+    slots.acquire(sleep=sleeps.append)
+    assert sleeps == [], "the first slot is free"
 
     def sleep(seconds):
-        calls.append(("sleep", seconds))
+        sleeps.append(seconds)
         time.sleep(seconds)
 
-    slots.acquire(sleep=sleep, on_wait=lambda wait: calls.append(("on_wait", wait)))
-    waits = [wait for call, wait in calls if call == "on_wait"]
-    assert waits
-    assert calls == [call for wait in waits for call in (("on_wait", wait), ("sleep", wait))]
+    slots.acquire(sleep=sleep)
+    assert sleeps and all(0 < seconds <= slots.interval for seconds in sleeps)
     assert slots.status().used == 2
 
 

@@ -4,6 +4,7 @@ lead, so an operator can tell for any lead whether it reached the dialer and, if
 import json
 from pathlib import PurePosixPath
 
+from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
@@ -15,17 +16,12 @@ from django.utils.safestring import mark_safe
 
 from campaigns.admin import report_push
 from campaigns.models import Lead
+from cloudagent.callbacks import callback_body_parse
+from cloudagent.errors import CallbackInvalid
 from leadhub.logfilters import redact_secret_paths
-from uploads.callbacks import (
-    CallbackInvalid,
-    callback_body_parse,
-    callback_event_apply,
-    callback_overdue_cutoff,
-    upload_transaction_is_overdue,
-    upload_transactions_overdue,
-)
 from uploads.models import CallbackEvent, UploadTransaction
-from uploads.services import upload_transactions_repush
+from uploads.selectors import callback_overdue_cutoff, upload_transaction_is_overdue, upload_transactions_overdue
+from uploads.services import callback_event_apply, upload_transactions_repush
 
 
 def _pretty_json(value, *, hide: str = "") -> str:
@@ -177,9 +173,7 @@ class UploadTransactionAdmin(admin.ModelAdmin):
         return False
 
     def has_repush_permission(self, request):
-        return request.user.has_perm("uploads.repush_uploadtransaction") and request.user.has_perm(
-            "campaigns.push_lead"
-        )
+        return request.user.has_perms(["uploads.repush_uploadtransaction", "campaigns.push_lead"])
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.failed_file_view)
@@ -304,6 +298,10 @@ class CallbackEventAdmin(admin.ModelAdmin):
     @admin.display(description="data, as read")
     def data_read(self, obj):
         try:
-            return _pretty_json(callback_body_parse(body=obj.body, content_type=obj.content_type).raw)
+            return _pretty_json(
+                callback_body_parse(
+                    body=obj.body, content_type=obj.content_type, time_zone=settings.CLOUDAGENT_TIME_ZONE
+                ).raw
+            )
         except CallbackInvalid as exc:
             return f"unreadable: {exc}"

@@ -1,7 +1,7 @@
 """One dispatcher per CloudAgent account paces that account's sends.
 
 Why a dispatcher and not one job per batch: RQ's scheduler wakes once a second and ran jobs up to 840 ms early
-and 960 ms late (perf-notes.md), too coarse to hit a 12 s slot without either wasting budget or bursting. So
+and 960 ms late (docs/performance.md), too coarse to hit a 12 s slot without either wasting budget or bursting. So
 one RQ job per account waits in-process for the exact next slot (uploads/ratelimit.py) and sends. Its Redis
 lease makes it the only sender for the account; the pacer would keep the limit even if two ran. It sleeps only
 for the next slot (at most one interval) — a batch backed off for longer is left to RQ's scheduler — and it
@@ -12,34 +12,20 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 import django_rq
 from django.conf import settings
 from django.db import close_old_connections
 
 from campaigns.models import CloudAgentAccount
-from uploads import cloudagent, services
-from uploads.models import UploadTransaction
+from cloudagent.client import CloudAgentClient
+from uploads import queues, selectors, services
 from uploads.ratelimit import account_pacer
 
 logger = logging.getLogger("leadhub.dispatch")
 
-QUEUE = "push"
 # A backed-off batch due sooner than this is waited for in-process; later ones go through RQ's scheduler.
 IN_PROCESS_WAIT_LIMIT = 5.0
-
-
-def _lease_key(account_id: int) -> str:
-    return f"leadhub:dispatch:account:{account_id}"
-
-
-def _redis():
-    return django_rq.get_connection(QUEUE)
-
-
-def lease_held(account_id: int) -> bool:
-    return bool(_redis().exists(_lease_key(account_id)))
 
 
 @dataclass
@@ -57,7 +43,9 @@ class _Lease:
 
     def __init__(self, account_id: int):
         ttl = settings.LEADHUB_DISPATCH_LEASE_SECONDS
-        self.lock = _redis().lock(_lease_key(account_id), timeout=ttl, thread_local=False)
+        self.lock = django_rq.get_connection(queues.PUSH_QUEUE).lock(
+            queues.dispatch_lease_key(account_id), timeout=ttl, thread_local=False
+        )
         self.ttl = ttl
         self.interval = ttl / 3
         self.lost = threading.Event()
@@ -113,11 +101,11 @@ def account_dispatch(*, account_id: int, max_seconds: float | None = None) -> Di
             return report
         # A push that committed while we were finishing saw our lease and left its batches to us: look again
         # now that the lease is free, so no batch is stranded between two dispatchers.
-        wait = services.next_retry_in(account_id=account_id)
+        wait = selectors.next_retry_in(account_id=account_id)
         if wait is None:
             return report
         if wait > IN_PROCESS_WAIT_LIMIT or time.monotonic() >= deadline:
-            account_dispatch_ensure(account_id=account_id, delay=wait)
+            queues.account_dispatch_ensure(account_id=account_id, delay=wait)
             report.handed_over = True
             return report
 
@@ -130,7 +118,7 @@ def _dispatch_while_work(account_id: int, lease: _Lease, deadline: float, report
         return
     pacer = account_pacer(account_id)
     last_served: dict[int, float] = {}
-    client = cloudagent.CloudAgentClient.for_account(
+    client = CloudAgentClient.for_account(
         account,
         connect_timeout=settings.CLOUDAGENT_CONNECT_TIMEOUT,
         read_timeout=settings.CLOUDAGENT_READ_TIMEOUT,
@@ -139,7 +127,7 @@ def _dispatch_while_work(account_id: int, lease: _Lease, deadline: float, report
         while time.monotonic() < deadline and not lease.lost.is_set():
             batch = services.upload_transaction_claim_next(account_id=account_id, last_served=last_served)
             if batch is None:
-                wait = services.next_retry_in(account_id=account_id)
+                wait = selectors.next_retry_in(account_id=account_id)
                 if wait is None or wait > IN_PROCESS_WAIT_LIMIT:
                     return
                 time.sleep(max(wait, 0.05))
@@ -151,67 +139,13 @@ def _dispatch_while_work(account_id: int, lease: _Lease, deadline: float, report
                 return
 
 
-def account_dispatch_ensure(*, account_id: int, delay: float = 0.0) -> None:
-    """Make sure a dispatcher will run for the account: enqueue one unless one holds the lease or is already
-    queued, or schedule one `delay` seconds out unless one is already scheduled by then (marker keys keep a burst
-    of pushes, or the watchdog's every tick during a long back-off, from piling up jobs)."""
-    from uploads.jobs import account_dispatch_job
-
-    redis = _redis()
-    queue = django_rq.get_queue(QUEUE)
-    if delay > 0:
-        if redis.set(f"leadhub:dispatch:scheduled:{account_id}", "1", nx=True, ex=max(1, int(delay))):
-            queue.enqueue_in(timedelta(seconds=delay), account_dispatch_job, account_id)
-        return
-    if lease_held(account_id):
-        return
-    if redis.set(_queued_marker(account_id), "1", nx=True, ex=max(5, int(settings.LEADHUB_DISPATCH_LEASE_SECONDS))):
-        queue.enqueue(account_dispatch_job, account_id)
-
-
-def _queued_marker(account_id: int) -> str:
-    return f"leadhub:dispatch:queued:{account_id}"
-
-
-def clear_queued_marker(account_id: int) -> None:
-    _redis().delete(_queued_marker(account_id))
-
-
-WATCHDOG_MARKER = "leadhub:watchdog:scheduled"
-
-
-def watchdog_ensure() -> None:
-    """Keep one watchdog run scheduled while batches are unfinished; the marker outlives a lost run by little."""
-    from uploads.jobs import push_watchdog_job
-
-    every = settings.LEADHUB_WATCHDOG_SECONDS
-    if _redis().set(WATCHDOG_MARKER, "1", nx=True, ex=max(1, int(every * 3))):
-        django_rq.get_queue("default").enqueue_in(timedelta(seconds=every), push_watchdog_job)
-
-
-def clear_watchdog_marker() -> None:
-    _redis().delete(WATCHDOG_MARKER)
-
-
-def unfinished_batches_exist() -> bool:
-    """Batches to send, or sent and awaiting their callback."""
-    State = UploadTransaction.State
-    return UploadTransaction.objects.filter(state__in=[State.PENDING, State.SENDING, State.QUEUED]).exists()
-
-
 def push_watchdog() -> list[int]:
     """Start a dispatcher for every account with batches waiting or left `sending` and no live lease: the
     safety net for a worker killed outright. Returns the accounts it started."""
     started = []
-    waiting = (
-        UploadTransaction.objects.filter(state__in=[UploadTransaction.State.PENDING, UploadTransaction.State.SENDING])
-        .order_by()
-        .values_list("campaign__account_id", flat=True)
-        .distinct()
-    )
-    for account_id in waiting:
-        if not lease_held(account_id):
-            clear_queued_marker(account_id)
-            account_dispatch_ensure(account_id=account_id)
+    for account_id in selectors.accounts_with_batches_to_send():
+        if not queues.lease_held(account_id):
+            queues.clear_queued_marker(account_id)
+            queues.account_dispatch_ensure(account_id=account_id)
             started.append(account_id)
     return started

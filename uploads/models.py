@@ -6,6 +6,9 @@ from django.utils import timezone
 
 
 class TransactionState(models.TextChoices):
+    """Code names it UploadTransaction.State; it is defined out here only because the CHECK constraint in the
+    model's Meta cannot see a class nested in the model."""
+
     PENDING = "pending", "pending (waiting for a send slot)"
     SENDING = "sending", "sending (a worker holds it)"
     QUEUED = "queued", "queued (CloudAgent gave a transactionId)"
@@ -109,3 +112,45 @@ class CallbackEvent(models.Model):
 
     def __str__(self) -> str:
         return f"callback {self.transaction_id or '?'} ({self.state})"
+
+
+class PushRequest(models.Model):
+    """A push too big to batch within the admin's or the CLI's request: the selection is written here (its lead
+    ids in PushRequestLead) and the background job reads it by id, so no query is pickled into Redis and a job
+    that outlives a deploy still reads what the operator chose."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "pending (waiting for a worker)"
+        RUNNING = "running", "running (being cut into batches)"
+        DONE = "done", "done"
+
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    statuses = models.JSONField(default=list, help_text="Lead statuses the push takes; others are counted.")
+    check_duplicate = models.BooleanField(default=False)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    summary = models.JSONField(null=True, blank=True, help_text="What the push did, once done.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"push request #{self.pk} ({self.state})"
+
+
+class PushRequestLead(models.Model):
+    """One lead of a PushRequest's selection. A plain id, not a foreign key: a lead deleted meanwhile simply
+    drops out of the push, and writing a million of these takes no per-row constraint check."""
+
+    push_request = models.ForeignKey(PushRequest, on_delete=models.CASCADE, related_name="leads")
+    lead_id = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["push_request", "lead_id"], name="push_request_lead_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"lead {self.lead_id} of push request #{self.push_request_id}"

@@ -3,7 +3,7 @@
 CloudAgent allows N requests per W seconds per account and does not say whether the window is fixed or sliding,
 so every window of W seconds must hold at most N requests. Fixed windows, GCRA with a burst and exact sliding logs
 all let too many through once arrivals jitter; sends spaced evenly at 1.02 x W/N with no burst did not
-(shared/perf-notes.md, "Push pacing"). So a slot is granted only when the last grant is at least one interval old,
+(docs/performance.md, "Push pacing"). So a slot is granted only when the last grant is at least one interval old,
 and, belt and braces, when the margin-widened window holds fewer than N grants.
 
 Each decision is one Lua script that reads the clock with Redis `TIME`: workers on several machines share one clock
@@ -159,9 +159,8 @@ class SlotPacer:
         *,
         timeout: float | None = None,
         sleep: Callable[[float], object] = time.sleep,
-        on_wait: Callable[[float], object] | None = None,
     ) -> None:
-        """Wait in-process for a slot; `on_wait(wait)` runs before each sleep, e.g. to renew a lease.
+        """Wait in-process for a slot.
 
         Raises SlotTimeout as soon as the next slot lies beyond the timeout, rather than sleeping towards it.
         """
@@ -169,8 +168,6 @@ class SlotPacer:
         while wait := self.try_acquire():
             if deadline is not None and time.monotonic() + wait > deadline:
                 raise SlotTimeout(f"pacer {self.key}: next slot in {wait:.3f} s, beyond the {timeout} s timeout")
-            if on_wait is not None:
-                on_wait(wait)
             sleep(wait)
 
     def push_back(self, seconds: float) -> None:
@@ -201,10 +198,11 @@ def account_pacer(account_id: int, redis_conn: redis.Redis | None = None) -> Slo
     The margin is at least CLOUDAGENT_RATE_MIN_SLACK_SECONDS over the window: the jitter between our grant and the
     provider's clock does not shrink with the window, and a shrunk test window would otherwise leave it none."""
     if redis_conn is None:
-        # django_rq reads Django settings when imported; importing it here keeps this module usable without them.
+        # Deferred optional dependency, django_rq: it reads Django settings when imported, and the pacer is used
+        # without them (bench/bench_pacer.py).
         import django_rq
 
-        redis_conn = django_rq.get_connection("default")
+        redis_conn = django_rq.get_connection()
     window = settings.CLOUDAGENT_WINDOW_SECONDS
     return SlotPacer(
         redis_conn,

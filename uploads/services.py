@@ -1,6 +1,7 @@
-"""Push services: every write to upload transactions, and to the push states of their leads, goes through here.
+"""The batch state machine: every write to upload transactions, to the push states of their leads and to the
+callback events applied to them goes through here, whether a push, a callback or a sweep causes it.
 
-The life of a batch (contract.md has the provider's side):
+The life of a batch (docs/cloudagent-contract.md has the provider's side):
   leads_push           new leads -> batches of <= CLOUDAGENT_BATCH_SIZE: transaction `pending`, leads `queued`
   ..._claim_next       the account's dispatcher takes the fairest ready batch: `pending` -> `sending`
   ..._send             one HTTP request, with no database transaction open across it, then one outcome:
@@ -8,36 +9,76 @@ The life of a batch (contract.md has the provider's side):
                        refused -> `error` + leads `failed`.
   ..._recover_stale    a batch left `sending` by a killed worker goes back to `pending`, re-sent with
                        checkDuplicate=true because CloudAgent may already hold it.
+  callback_event_apply the callback: `queued` -> `completed` / `failed`, leads `uploaded` / `failed` /
+                       `unconfirmed`, or left `sent` until the failed-rows file says which rows failed
+  failed_file_fetch    the failed-rows file settles the leads of a completed batch
 Every state change checks the current state in the same UPDATE, so two workers can never both win.
+
+Nothing documents callback retries, ordering or signatures, so a callback may come twice, late, out of order, or
+before the push has stored the transactionId: nothing moves backwards, a second application changes nothing, a
+callback for an unknown transactionId waits until the push records it, and the transaction row is locked before
+its leads, which are locked in primary-key order, so overlapping writers serialise instead of deadlocking
+(docs/performance.md, Callback).
 """
 
 import logging
 import random
+import re
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import django_rq
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, F, Q
+from django.core.files.base import ContentFile
+from django.db import connection, transaction
+from django.db.models import Count, F, Q, Value
 from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Campaign, CloudAgentAccount, Lead
-from campaigns.normalize import clean_name, format_phone
-from uploads import cloudagent
-from uploads.callbacks import callback_events_apply_waiting, upload_transactions_overdue
-from uploads.models import UploadTransaction
-from uploads.ratelimit import SlotPacer, account_pacer
+from campaigns.normalize import PhoneError, clean_name, format_phone, normalize_phone
+from cloudagent.callbacks import FAIL, CallbackData, callback_body_parse
+from cloudagent.client import AddBulkDataResult, CloudAgentClient, failed_file_url_problem
+from cloudagent.errors import (
+    AuthenticationError,
+    CallbackInvalid,
+    CampaignError,
+    CloudAgentError,
+    FailedFileTemporarilyUnavailable,
+    FailedFileUnavailable,
+    RateLimitedError,
+    TransientError,
+)
+from cloudagent.failed_files import FailedFileRows, failed_file_read
+from cloudagent.rules import build_rows
+from cloudagent.safe_http import FetchPolicy, parse_networks
+from cloudagent.spreadsheet_guard import SheetLimits
+from uploads import queues, selectors
+from uploads.models import CallbackEvent, PushRequest, PushRequestLead, UploadTransaction
+from uploads.ratelimit import SlotPacer
+from uploads.selectors import push_eta_seconds, upload_transactions_overdue
 
 logger = logging.getLogger("leadhub.push")
 
-State = UploadTransaction.State
-Status = Lead.Status
+# A transactionId proves CloudAgent queued the batch even if our worker has not yet moved it to `queued`.
+OPEN_TRANSACTION_STATES = (
+    UploadTransaction.State.PENDING,
+    UploadTransaction.State.SENDING,
+    UploadTransaction.State.QUEUED,
+)
+# `queued` too: the push may record the transactionId a moment before it moves the leads to `sent`.
+OPEN_LEAD_STATUSES = (Lead.Status.SENT, Lead.Status.QUEUED)
+FAILED_FILE_URL_TTL = timedelta(hours=24)  # docs/cloudagent-contract.md, Failed-rows file: the URL lives 24 hours
+# docs/cloudagent-contract.md, Related provider facts: CloudAgent's duplicate reason is "Number Already Exist".
+ALREADY_HELD = re.compile(r"already\s+exist", re.IGNORECASE)
+ALREADY_HELD_REASON = "CloudAgent already held it: an earlier attempt of this batch got through"
+GENERIC_FAILED_REASON = "CloudAgent did not add this number (its failed file gives no reason)"
+UNCONFIRMED_REASON = "CloudAgent did not process every row of this batch and did not say which"
+UNMATCHED_ROWS_REASON = "CloudAgent's failed file names rows we cannot match to this batch's leads"
 
 # Leads an operator may push: new ones, and ones CloudAgent or our checks refused, once fixed.
-PUSHABLE_STATUSES = (Status.NEW, Status.FAILED, Status.INVALID, Status.UNCONFIRMED)
+PUSHABLE_STATUSES = (Lead.Status.NEW, Lead.Status.FAILED, Lead.Status.INVALID, Lead.Status.UNCONFIRMED)
 CHUNK = 5000
 
 
@@ -87,12 +128,48 @@ class PushSummary:
         }
 
 
+def push_summary_messages(summary: PushSummary) -> list[tuple[str, str]]:
+    """What the operator is told about a push, in the same words by the admin and the CLI: (level, text) pairs,
+    the level one of "success", "warning", "info"."""
+    told = []
+    if summary.background:
+        told.append(
+            (
+                "success",
+                f"Batching {summary.leads} lead(s) in the background into about {summary.batches} batch(es) for "
+                f"CloudAgent; the rate limit puts the last batch about {summary.eta_seconds:.0f} s from now. "
+                "Leads our checks refuse will show as 'invalid'.",
+            )
+        )
+    elif summary.leads:
+        told.append(
+            (
+                "success",
+                f"Queued {summary.leads} lead(s) in {summary.batches} batch(es) for CloudAgent; "
+                f"the rate limit puts the last batch about {summary.eta_seconds:.0f} s from now.",
+            )
+        )
+    if summary.invalid:
+        told.append(
+            (
+                "warning",
+                f"{summary.invalid} lead(s) failed our checks and are now 'invalid' (see the reason); fix, then push.",
+            )
+        )
+    if summary.not_pushable:
+        left = ", ".join(f"{count} {status}" for status, count in sorted(summary.not_pushable.items()))
+        told.append(("warning", f"Not pushed, because of their status: {left}."))
+    if not (summary.leads or summary.invalid or summary.not_pushable):
+        told.append(("info", "There was nothing to push."))
+    return told
+
+
 def leads_push_request(
     *, leads, user=None, statuses: Iterable[str] = PUSHABLE_STATUSES, check_duplicate: bool = False
 ) -> PushSummary:
     """The admin's and the CLI's entry point: answers at once. A selection of up to LEADHUB_PUSH_INLINE_LEADS
-    pushable leads is batched now; a bigger one (batching a million leads takes about a minute) by a job on the
-    `default` queue, and the answer gives the counts and ETA it will have."""
+    pushable leads is batched now; a bigger one (batching a million leads takes about a minute) is written as a
+    PushRequest that a job on the `default` queue batches, and the answer gives the counts and ETA it will have."""
     statuses = list(statuses)
     pushable = leads.filter(status__in=statuses)
     count = pushable.count()
@@ -104,15 +181,63 @@ def leads_push_request(
         "account_id", flat=True
     )
     summary.eta_seconds = _latest_eta(set(account_ids), more_batches=summary.batches)
-    from uploads.jobs import leads_push_job
-
-    user_id = user.pk if user is not None else None
-    transaction.on_commit(
-        lambda: django_rq.get_queue("default").enqueue(
-            leads_push_job, pushable.query, user_id, statuses, check_duplicate, job_timeout=3 * 3600
-        )
-    )
+    push_request = _push_request_create(leads=pushable, user=user, statuses=statuses, check_duplicate=check_duplicate)
+    transaction.on_commit(lambda: queues.leads_push_enqueue(push_request_id=push_request.pk))
+    transaction.on_commit(queues.watchdog_ensure)  # re-enqueues the request should its job be lost
     return summary
+
+
+@transaction.atomic
+def _push_request_create(*, leads, user, statuses: list[str], check_duplicate: bool) -> PushRequest:
+    """The selection's ids are copied in one INSERT ... SELECT, whatever its size: no id passes through Python."""
+    push_request = PushRequest.objects.create(statuses=statuses, check_duplicate=check_duplicate, requested_by=user)
+    # Django selects model fields before annotations, whatever the values() order: lead id, then the request's.
+    selection, params = (
+        leads.order_by().annotate(request_id=Value(push_request.pk)).values("pk", "request_id").query.sql_with_params()
+    )
+    quote = connection.ops.quote_name
+    table = quote(PushRequestLead._meta.db_table)
+    columns = ", ".join(quote(PushRequestLead._meta.get_field(name).column) for name in ("lead_id", "push_request"))
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {table} ({columns}) {selection}", params)
+    return push_request
+
+
+def push_request_run(*, push_request_id: int) -> PushSummary | None:
+    """Batch a PushRequest's selection; None when another run took it (a job retried or enqueued twice). Its
+    selection rows go once the batches are cut: the batches are the record from then on."""
+    now = timezone.now()
+    claimed = PushRequest.objects.filter(pk=push_request_id, state=PushRequest.State.PENDING).update(
+        state=PushRequest.State.RUNNING, started_at=now
+    )
+    if not claimed:
+        return None
+    push_request = PushRequest.objects.select_related("requested_by").get(pk=push_request_id)
+    leads = Lead.objects.filter(pk__in=PushRequestLead.objects.filter(push_request=push_request).values("lead_id"))
+    summary = leads_push(
+        leads=leads,
+        user=push_request.requested_by,
+        statuses=push_request.statuses,
+        check_duplicate=push_request.check_duplicate,
+    )
+    with transaction.atomic():
+        PushRequest.objects.filter(pk=push_request_id, state=PushRequest.State.RUNNING).update(
+            state=PushRequest.State.DONE, summary=summary.as_dict(), finished_at=now
+        )
+        PushRequestLead.objects.filter(push_request_id=push_request_id).delete()
+    return summary
+
+
+def push_requests_recover() -> int:
+    """Enqueue again the push requests whose job was lost: still pending a while after they were written (Redis
+    down at commit, or emptied), or running past the job's timeout (a worker killed mid-way). Batching again is
+    safe: leads already cut into batches are no longer in the request's statuses."""
+    stalled = selectors.push_requests_stalled()
+    for push_request_id in stalled:
+        reset = PushRequest.objects.filter(pk=push_request_id).exclude(state=PushRequest.State.DONE)
+        if reset.update(state=PushRequest.State.PENDING, started_at=None):
+            transaction.on_commit(lambda pk=push_request_id: queues.leads_push_enqueue(push_request_id=pk))
+    return len(stalled)
 
 
 def _not_pushable(leads, statuses) -> dict[str, int]:
@@ -148,14 +273,12 @@ def leads_push(*, leads, user=None, statuses: Iterable[str] = PUSHABLE_STATUSES,
 
 
 def campaign_push_new(*, campaign: Campaign, user=None) -> PushSummary:
-    return leads_push_request(leads=Lead.objects.filter(campaign=campaign), user=user, statuses=[Status.NEW])
+    return leads_push_request(leads=Lead.objects.filter(campaign=campaign), user=user, statuses=[Lead.Status.NEW])
 
 
 def _dispatch_soon(account_id: int) -> None:
-    from uploads.dispatcher import account_dispatch_ensure, watchdog_ensure
-
-    account_dispatch_ensure(account_id=account_id)
-    watchdog_ensure()
+    queues.account_dispatch_ensure(account_id=account_id)
+    queues.watchdog_ensure()
 
 
 def _campaign_batches(*, campaign, leads, statuses, user, check_duplicate, summary) -> None:
@@ -170,7 +293,7 @@ def _campaign_batches(*, campaign, leads, statuses, user, check_duplicate, summa
         if not chunk:
             break
         last_id = chunk[-1].pk
-        built = cloudagent.build_rows(campaign.column_map, ((lead.pk, lead_values(lead, campaign)) for lead in chunk))
+        built = build_rows(campaign.column_map, ((lead.pk, lead_values(lead, campaign)) for lead in chunk))
         summary.invalid += _leads_mark_invalid(built.rejected, statuses=statuses)
         carry.extend(built.keys)
         while len(carry) >= batch_size:
@@ -182,7 +305,7 @@ def _campaign_batches(*, campaign, leads, statuses, user, check_duplicate, summa
 
 def _request_options(campaign: Campaign, *, check_duplicate: bool = False) -> dict:
     """`resend` marks a batch of leads CloudAgent may already hold: for it, "Number Already Exist" in the
-    failed file means the lead is in the dialer (uploads/callbacks.py)."""
+    failed file means the lead is in the dialer (failed_file_fetch)."""
     return {
         "checkDuplicate": campaign.check_duplicate or check_duplicate,
         "isDelete": campaign.skip_existing,
@@ -207,7 +330,7 @@ def _leads_mark_invalid(rejections, *, statuses, unlink: bool = False) -> int:
             .only("pk", "upload_transaction")
         )
         for lead in leads:
-            lead.status, lead.status_reason, lead.updated_at = Status.INVALID, reasons[lead.pk], now
+            lead.status, lead.status_reason, lead.updated_at = Lead.Status.INVALID, reasons[lead.pk], now
             if unlink:
                 lead.upload_transaction = None
         fields = ["status", "status_reason", "updated_at", *(["upload_transaction"] if unlink else [])]
@@ -223,7 +346,7 @@ def _batch_create(campaign, lead_ids, statuses, options, user, summary) -> None:
         campaign=campaign, options=options, pushed_by=user, row_count=len(lead_ids)
     )
     taken = Lead.objects.filter(pk__in=lead_ids, status__in=statuses).update(
-        status=Status.QUEUED, status_reason="", upload_transaction=batch, updated_at=timezone.now()
+        status=Lead.Status.QUEUED, status_reason="", upload_transaction=batch, updated_at=timezone.now()
     )
     if not taken:
         batch.delete()
@@ -232,21 +355,6 @@ def _batch_create(campaign, lead_ids, statuses, options, user, summary) -> None:
         UploadTransaction.objects.filter(pk=batch.pk).update(row_count=taken)
     summary.leads += taken
     summary.batches += 1
-
-
-def push_eta_seconds(*, account_id: int, more_batches: int = 0) -> float:
-    """When the account's last waiting batch (and `more_batches` still to be cut) should go, at the pace the rate
-    limit allows."""
-    waiting = (
-        more_batches
-        + UploadTransaction.objects.filter(
-            campaign__account_id=account_id, state__in=[State.PENDING, State.SENDING]
-        ).count()
-    )
-    if not waiting:
-        return 0.0
-    status = account_pacer(account_id).status()
-    return status.next_slot_in + (waiting - 1) * status.interval
 
 
 def _latest_eta(account_ids, *, more_batches: int = 0) -> float:
@@ -261,48 +369,30 @@ def upload_transaction_claim_next(*, account_id: int, last_served: dict[int, flo
     """Take the next batch to send: campaigns sharing the account take turns (the one served longest ago goes
     first), so one big push cannot starve another campaign; within a campaign, oldest batch first."""
     now = timezone.now()
-    ready = _sendable(account_id).filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+    ready = selectors.upload_transactions_sendable(account_id=account_id).filter(
+        Q(not_before__isnull=True) | Q(not_before__lte=now)
+    )
     campaign_ids = list(ready.order_by().values_list("campaign_id", flat=True).distinct())
     for campaign_id in sorted(campaign_ids, key=lambda cid: (last_served.get(cid, float("-inf")), cid)):
         for batch_id in ready.filter(campaign_id=campaign_id).order_by("pk").values_list("pk", flat=True)[:5]:
-            claimed = UploadTransaction.objects.filter(pk=batch_id, state=State.PENDING).update(
-                state=State.SENDING, claimed_at=now, updated_at=now
+            claimed = UploadTransaction.objects.filter(pk=batch_id, state=UploadTransaction.State.PENDING).update(
+                state=UploadTransaction.State.SENDING, claimed_at=now, updated_at=now
             )
             if claimed:
                 return UploadTransaction.objects.select_related("campaign__account").get(pk=batch_id)
     return None
 
 
-def next_retry_in(*, account_id: int) -> float | None:
-    """Seconds until the earliest backed-off batch may go (0 if one is ready), None when nothing waits."""
-    first = list(
-        _sendable(account_id).order_by(F("not_before").asc(nulls_first=True)).values_list("not_before", flat=True)[:1]
-    )
-    if not first:
-        return None
-    return 0.0 if first[0] is None else max(0.0, (first[0] - timezone.now()).total_seconds())
-
-
-def _sendable(account_id: int):
-    """Pending batches the dispatcher may send: an inactive account or campaign keeps its batches waiting."""
-    return UploadTransaction.objects.filter(
-        campaign__account_id=account_id,
-        campaign__account__is_active=True,
-        campaign__is_active=True,
-        state=State.PENDING,
-    )
-
-
-def upload_transaction_send(*, batch: UploadTransaction, client: cloudagent.CloudAgentClient, pacer: SlotPacer) -> str:
+def upload_transaction_send(*, batch: UploadTransaction, client: CloudAgentClient, pacer: SlotPacer) -> str:
     """Send one claimed batch and record what became of it; returns the outcome's name.
 
     No database transaction is open across the HTTP call: the claim was committed before, the outcome is
     written after. The pacer slot is taken right before the request, so what we count is what CloudAgent sees.
     """
     campaign = batch.campaign
-    leads = list(Lead.objects.filter(upload_transaction=batch, status=Status.QUEUED).order_by("pk"))
-    built = cloudagent.build_rows(campaign.column_map, ((lead.pk, lead_values(lead, campaign)) for lead in leads))
-    _leads_mark_invalid(built.rejected, statuses=[Status.QUEUED], unlink=True)
+    leads = list(Lead.objects.filter(upload_transaction=batch, status=Lead.Status.QUEUED).order_by("pk"))
+    built = build_rows(campaign.column_map, ((lead.pk, lead_values(lead, campaign)) for lead in leads))
+    _leads_mark_invalid(built.rejected, statuses=[Lead.Status.QUEUED], unlink=True)
     if not built.rows:
         _finish_error(
             batch, "nothing left to send: every lead was refused by our own checks", lead_status=None, attempted=False
@@ -325,35 +415,37 @@ def upload_transaction_send(*, batch: UploadTransaction, client: cloudagent.Clou
             start=options.get("start", False),
             callback_url=callback_url,
         )
-    except cloudagent.RateLimitedError as exc:
+    except RateLimitedError as exc:
         # CloudAgent counts differently from us: skip the next slot, and a whole window if it keeps saying so.
         pacer.push_back(min(pacer.window_seconds, pacer.interval * 2 ** (batch.rate_limited + 1)))
         return _retry(batch, exc, rate_limited=True)
-    except cloudagent.TransientError as exc:
+    except TransientError as exc:
         return _retry(batch, exc)
-    except cloudagent.AuthenticationError as exc:
+    except AuthenticationError as exc:
         _flag_problem(CloudAgentAccount.objects.filter(pk=campaign.account_id), exc.message)
         _fail_waiting(UploadTransaction.objects.filter(campaign__account_id=campaign.account_id), exc.message)
         _finish_error(batch, exc.message)
         return "account_refused"
-    except cloudagent.CampaignError as exc:
+    except CampaignError as exc:
         _flag_problem(Campaign.objects.filter(pk=campaign.pk), exc.message)
         _fail_waiting(UploadTransaction.objects.filter(campaign=campaign), exc.message)
         _finish_error(batch, exc.message)
         return "refused"
-    except cloudagent.CloudAgentError as exc:
+    except CloudAgentError as exc:
         _finish_error(batch, exc.message, ambiguous=exc.ambiguous)
         return "refused"
     _record_accepted(batch, result)
     return "queued"
 
 
-def _record_accepted(batch: UploadTransaction, result: cloudagent.AddBulkDataResult) -> None:
+def _record_accepted(batch: UploadTransaction, result: AddBulkDataResult) -> None:
     now = timezone.now()
     with transaction.atomic():
         # A batch recovered to `pending` meanwhile (its lease lapsed) was still accepted: record it.
-        recorded = UploadTransaction.objects.filter(pk=batch.pk, state__in=[State.SENDING, State.PENDING]).update(
-            state=State.QUEUED,
+        recorded = UploadTransaction.objects.filter(
+            pk=batch.pk, state__in=[UploadTransaction.State.SENDING, UploadTransaction.State.PENDING]
+        ).update(
+            state=UploadTransaction.State.QUEUED,
             transaction_id=result.transaction_id,
             response=result.raw,
             attempts=F("attempts") + 1,
@@ -362,18 +454,18 @@ def _record_accepted(batch: UploadTransaction, result: cloudagent.AddBulkDataRes
             updated_at=now,
         )
         if recorded:
-            Lead.objects.filter(upload_transaction=batch, status=Status.QUEUED).update(
-                status=Status.SENT, status_reason="", updated_at=now
+            Lead.objects.filter(upload_transaction=batch, status=Lead.Status.QUEUED).update(
+                status=Lead.Status.SENT, status_reason="", updated_at=now
             )
             CloudAgentAccount.objects.filter(pk=batch.campaign.account_id).exclude(problem="").update(problem="")
             Campaign.objects.filter(pk=batch.campaign_id).exclude(problem="").update(problem="")
     if recorded:
         batch.transaction_id = result.transaction_id
-        # CloudAgent can call back before its synchronous answer reaches us (contract.md, callback).
+        # CloudAgent can call back before its synchronous answer reaches us (docs/cloudagent-contract.md, callback).
         callback_events_apply_waiting(upload_transaction=batch)
 
 
-def _retry(batch: UploadTransaction, exc: cloudagent.CloudAgentError, *, rate_limited: bool = False) -> str:
+def _retry(batch: UploadTransaction, exc: CloudAgentError, *, rate_limited: bool = False) -> str:
     """Back to `pending`: a rate-limit answer waits only for the next slot; a transient error backs off
     exponentially with jitter; an ambiguous one is re-sent with checkDuplicate=true (recorded on the batch)."""
     attempts = batch.attempts + 1
@@ -389,7 +481,7 @@ def _retry(batch: UploadTransaction, exc: cloudagent.CloudAgentError, *, rate_li
         delay = random.uniform(ceiling / 2, ceiling)
     now = timezone.now()
     changes = {
-        "state": State.PENDING,
+        "state": UploadTransaction.State.PENDING,
         "attempts": F("attempts") + 1,
         "last_error": exc.message[:2000],
         "not_before": now + timedelta(seconds=delay) if delay else None,
@@ -399,7 +491,7 @@ def _retry(batch: UploadTransaction, exc: cloudagent.CloudAgentError, *, rate_li
         changes["rate_limited"] = F("rate_limited") + 1
     if exc.ambiguous:  # the re-send derives checkDuplicate=true from this count
         changes["ambiguous_attempts"] = F("ambiguous_attempts") + 1
-    _as_claimed(batch).filter(state=State.SENDING).update(**changes)
+    _as_claimed(batch).filter(state=UploadTransaction.State.SENDING).update(**changes)
     return "rate_limited" if rate_limited else "retry"
 
 
@@ -414,7 +506,7 @@ def _finish_error(
     message: str,
     *,
     ambiguous: bool = False,
-    lead_status=Status.FAILED,
+    lead_status=Lead.Status.FAILED,
     attempted: bool = True,
 ):
     """The batch is over without a transactionId. Its leads go where the operator can act on them: `failed`
@@ -425,9 +517,9 @@ def _finish_error(
     with transaction.atomic():
         ended = (
             _as_claimed(batch)
-            .filter(state__in=[State.SENDING, State.PENDING])
+            .filter(state__in=[UploadTransaction.State.SENDING, UploadTransaction.State.PENDING])
             .update(
-                state=State.ERROR,
+                state=UploadTransaction.State.ERROR,
                 last_error=message[:2000],
                 attempts=F("attempts") + int(attempted),
                 finished_at=now,
@@ -435,8 +527,8 @@ def _finish_error(
             )
         )
         if ended and lead_status is not None:
-            status = Status.UNCONFIRMED if ambiguous else lead_status
-            Lead.objects.filter(upload_transaction=batch, status=Status.QUEUED).update(
+            status = Lead.Status.UNCONFIRMED if ambiguous else lead_status
+            Lead.objects.filter(upload_transaction=batch, status=Lead.Status.QUEUED).update(
                 status=status, status_reason=f"CloudAgent: {message}"[:500], updated_at=now
             )
 
@@ -448,15 +540,17 @@ def _flag_problem(queryset, message: str) -> None:
 def _fail_waiting(batches, message: str) -> None:
     """Credentials or a campaign CloudAgent refuses would refuse every waiting batch too: end them now
     rather than spend a rate-limit slot on each."""
-    for batch in batches.filter(state=State.PENDING):
+    for batch in batches.filter(state=UploadTransaction.State.PENDING):
         _finish_error(batch, f"not sent: {message}", attempted=False)
 
 
 def upload_transactions_recover_stale(*, account_id: int) -> int:
     """Batches left `sending` by a dispatcher that died. The caller holds the account's lease, so nothing is
     sending them now; CloudAgent may hold them already, so they are re-sent with checkDuplicate=true."""
-    recovered = UploadTransaction.objects.filter(campaign__account_id=account_id, state=State.SENDING).update(
-        state=State.PENDING,
+    recovered = UploadTransaction.objects.filter(
+        campaign__account_id=account_id, state=UploadTransaction.State.SENDING
+    ).update(
+        state=UploadTransaction.State.PENDING,
         claimed_at=None,  # the dead dispatcher's claim: should it wake, its outcome no longer matches
         ambiguous_attempts=F("ambiguous_attempts") + 1,  # the re-send derives checkDuplicate=true from it
         last_error="the worker stopped while sending; re-sending with checkDuplicate=true",
@@ -476,10 +570,316 @@ def upload_transactions_repush(*, batches, user=None) -> PushSummary:
     lead_ids = list(
         Lead.objects.filter(
             Q(upload_transaction__in=finished, status__in=PUSHABLE_STATUSES)
-            | Q(upload_transaction__in=overdue, status__in=(*PUSHABLE_STATUSES, Status.SENT))
+            | Q(upload_transaction__in=overdue, status__in=(*PUSHABLE_STATUSES, Lead.Status.SENT))
         ).values_list("pk", flat=True)
     )
-    Lead.objects.filter(pk__in=lead_ids, status=Status.SENT).update(
-        status=Status.UNCONFIRMED, status_reason="no callback came for its batch", updated_at=timezone.now()
+    Lead.objects.filter(pk__in=lead_ids, status=Lead.Status.SENT).update(
+        status=Lead.Status.UNCONFIRMED, status_reason="no callback came for its batch", updated_at=timezone.now()
     )
     return leads_push_request(leads=Lead.objects.filter(pk__in=lead_ids), user=user, check_duplicate=True)
+
+
+# --- Callbacks ------------------------------------------------------------------------------------------------
+
+
+class FailedFileRetry(Exception):
+    """Raised out of the job so RQ retries it (queues.FAILED_FILE_RETRY)."""
+
+
+def failed_file_url_check(url: str) -> str:
+    """Why a callback's failedFilePath cannot be fetched ("" when it can): the column's length, and the host and
+    scheme rules of the client (CLOUDAGENT_FAILED_FILE_HOSTS), so a forged callback cannot make a worker fetch an
+    address inside our network."""
+    if len(url) > UploadTransaction._meta.get_field("failed_file_url").max_length:
+        return "the URL is too long"
+    return failed_file_url_problem(url, policy=failed_file_fetch_policy())
+
+
+def failed_file_fetch_policy() -> FetchPolicy:
+    """The rules of a failed-file download, from the settings: https only outside development, the named hosts,
+    the private networks let through (tests, the demo), the size cap and the time limit."""
+    return FetchPolicy(
+        max_bytes=settings.CLOUDAGENT_FAILED_FILE_MAX_BYTES,
+        timeout=settings.CLOUDAGENT_FAILED_FILE_TIMEOUT,
+        allow_http=settings.LEADHUB_ALLOW_PLAIN_HTTP,
+        allowed_hosts=tuple(settings.CLOUDAGENT_FAILED_FILE_HOSTS),
+        allow_networks=parse_networks(settings.CLOUDAGENT_FETCH_ALLOW_NETWORKS),
+    )
+
+
+def callback_event_apply(*, event: CallbackEvent) -> CallbackEvent:
+    """Parse a stored callback and apply it to its transaction and leads; returns the event in its new state.
+
+    Idempotent and safe to run concurrently (from the view, the push and the sweep): only a `received` or
+    `waiting` event is applied, under a row lock. An event left waiting is looked at once more after its
+    waiting state is committed: the push stores the transactionId, commits, then looks for waiting events
+    (callback_events_apply_waiting), so one side or the other always sees both."""
+    event = _event_apply_once(event.pk)
+    if (
+        event.state == CallbackEvent.State.WAITING
+        and UploadTransaction.objects.filter(transaction_id=event.transaction_id).exists()
+    ):
+        event = _event_apply_once(event.pk)
+    return event
+
+
+def callback_events_apply_waiting(*, upload_transaction: UploadTransaction) -> list[CallbackEvent]:
+    """Apply the callbacks that arrived before this transaction's transactionId was stored. The push calls this
+    right after committing the transactionId; the first callback wins and later ones are ignored as duplicates."""
+    if not upload_transaction.transaction_id:
+        return []
+    pks = CallbackEvent.objects.filter(
+        state=CallbackEvent.State.WAITING, transaction_id=upload_transaction.transaction_id
+    ).order_by("id")
+    return [callback_event_apply(event=CallbackEvent(pk=pk)) for pk in pks.values_list("pk", flat=True)]
+
+
+def _event_apply_once(event_pk: int) -> CallbackEvent:
+    with transaction.atomic():
+        event = CallbackEvent.objects.select_for_update().get(pk=event_pk)
+        if event.state not in (CallbackEvent.State.RECEIVED, CallbackEvent.State.WAITING):
+            return event
+        try:
+            data = callback_body_parse(
+                body=event.body, content_type=event.content_type, time_zone=settings.CLOUDAGENT_TIME_ZONE
+            )
+        except CallbackInvalid as exc:
+            logger.warning("callback event %s is invalid: %s", event.pk, exc)
+            return _event_settle(event, CallbackEvent.State.INVALID, error=str(exc))
+        upload_transaction = (
+            UploadTransaction.objects.select_for_update(of=("self",))
+            .select_related("campaign")
+            .filter(transaction_id=data.transaction_id)
+            .first()
+        )
+        if upload_transaction is None:
+            return _event_settle(event, CallbackEvent.State.WAITING, transaction_id=data.transaction_id)
+        if event.account_id is None or upload_transaction.campaign.account_id != event.account_id:
+            return _event_settle(
+                event,
+                CallbackEvent.State.IGNORED,
+                transaction_id=data.transaction_id,
+                error="the transaction belongs to another account's campaign, or the event to no account",
+            )
+        if upload_transaction.state not in OPEN_TRANSACTION_STATES:
+            return _event_settle(
+                event,
+                CallbackEvent.State.IGNORED,
+                transaction_id=data.transaction_id,
+                upload_transaction=upload_transaction,
+                error=f"the transaction is already {upload_transaction.state}: a duplicate or late callback",
+            )
+        _upload_transaction_finish(upload_transaction, data)
+        return _event_settle(
+            event,
+            CallbackEvent.State.APPLIED,
+            transaction_id=data.transaction_id,
+            upload_transaction=upload_transaction,
+        )
+
+
+def _event_settle(event: CallbackEvent, state: str, **fields) -> CallbackEvent:
+    now = timezone.now()
+    fields.setdefault("error", "")
+    if state == CallbackEvent.State.APPLIED:
+        fields["applied_at"] = now
+    CallbackEvent.objects.filter(
+        pk=event.pk, state__in=(CallbackEvent.State.RECEIVED, CallbackEvent.State.WAITING)
+    ).update(state=state, **fields)
+    event.refresh_from_db()
+    return event
+
+
+def _upload_transaction_finish(upload_transaction: UploadTransaction, data: CallbackData) -> None:
+    """Move the transaction to completed / failed and its leads to what the callback proves. With a usable
+    failed file the leads stay `sent` until the job has read it: only the file says which rows failed."""
+    now = timezone.now()
+    url_problem = failed_file_url_check(data.failed_file_path) if data.failed_file_path else ""
+    failed_file_url = data.failed_file_path if data.failed_file_path and not url_problem else ""
+    attention = ""
+    if data.status == FAIL:
+        state, lead_status = UploadTransaction.State.FAILED, Lead.Status.FAILED
+        reason = f"CloudAgent refused the batch: {data.message or 'no message'}"
+    elif failed_file_url:
+        state, lead_status, reason = UploadTransaction.State.COMPLETED, None, ""
+    else:
+        state = UploadTransaction.State.COMPLETED
+        attention = _success_doubt(upload_transaction, data, url_problem)
+        lead_status, reason = (Lead.Status.UNCONFIRMED, UNCONFIRMED_REASON) if attention else (Lead.Status.UPLOADED, "")
+    UploadTransaction.objects.filter(pk=upload_transaction.pk, state__in=OPEN_TRANSACTION_STATES).update(
+        state=state,
+        callback=data.raw,
+        total_uploaded=data.total_uploaded,
+        numbers_processed=data.numbers_processed,
+        numbers_not_processed=data.numbers_not_processed,
+        failed_file_url=failed_file_url,
+        attention=attention[:500],
+        provider_started_at=data.started_at,
+        provider_finished_at=data.finished_at,
+        finished_at=now,
+        updated_at=now,
+    )
+    if lead_status:
+        _leads_settle(upload_transaction.pk, {(lead_status, reason): None})
+    if state == UploadTransaction.State.COMPLETED and failed_file_url:
+        pk = upload_transaction.pk
+        transaction.on_commit(lambda: queues.failed_file_fetch_enqueue(upload_transaction_id=pk), robust=True)
+
+
+def _success_doubt(upload_transaction: UploadTransaction, data: CallbackData, url_problem: str) -> str:
+    """Why a Success without a usable failed file does not prove every lead arrived ("" when it does). Counts
+    are checked against each other and against what we sent, defensively: any may be missing."""
+    total, processed, not_processed = data.total_uploaded, data.numbers_processed, data.numbers_not_processed
+    if not_processed is None and total is not None and processed is not None:
+        not_processed = max(total - processed, 0)
+    if url_problem:
+        return f"CloudAgent sent a failed file we refused ({url_problem}): leads marked unconfirmed"
+    if not_processed is None:
+        return "CloudAgent's Success callback gave no usable counts: leads marked unconfirmed"
+    if not_processed > 0:
+        return (
+            f"CloudAgent did not process {not_processed} of {total if total is not None else '?'} rows and sent "
+            "no failed file naming them: leads marked unconfirmed"
+        )
+    if total is not None and processed is not None and processed != total:
+        return f"CloudAgent's counts disagree ({processed} of {total} processed, none not processed): leads unconfirmed"
+    if total is not None and total < upload_transaction.row_count:
+        return f"CloudAgent counted {total} rows of the {upload_transaction.row_count} sent: leads marked unconfirmed"
+    return ""
+
+
+def _leads_settle(upload_transaction_id: int, outcomes: dict[tuple[str, str], list[int] | None]) -> None:
+    """Set lead statuses, one set-based UPDATE per (status, reason), touching only leads still `sent`/`queued`
+    so nothing moves backwards. The leads are locked in primary-key order first: two overlapping writers then
+    queue behind each other instead of deadlocking (docs/performance.md, Callback). None means every open lead."""
+    open_leads = Lead.objects.filter(upload_transaction_id=upload_transaction_id, status__in=OPEN_LEAD_STATUSES)
+    locked = set(open_leads.order_by("id").select_for_update().values_list("id", flat=True))
+    now = timezone.now()
+    for (status, reason), ids in outcomes.items():
+        chosen = locked if ids is None else locked.intersection(ids)
+        if chosen:
+            open_leads.filter(id__in=sorted(chosen)).update(status=status, status_reason=reason[:500], updated_at=now)
+
+
+def failed_file_fetch(*, upload_transaction: UploadTransaction) -> str:
+    """Download the failed file of a completed transaction, keep a copy, and settle its leads: the rows named in
+    the file `failed` with their reason, the others `uploaded`. If the file cannot be had or read, the leads
+    become `unconfirmed` and the transaction says why (`attention`).
+
+    Raises FailedFileRetry on a transient problem while the URL is still valid (24 h from the callback) so the
+    job is retried; after that the leads are settled as unconfirmed. Returns a one-line summary for the job."""
+    upload_transaction = UploadTransaction.objects.select_related("campaign__account").get(pk=upload_transaction.pk)
+    if upload_transaction.state != UploadTransaction.State.COMPLETED or not upload_transaction.failed_file_url:
+        return "no failed file to fetch"
+    if not upload_transaction.leads.filter(status__in=OPEN_LEAD_STATUSES).exists():
+        return "every lead is already settled"
+    try:
+        if upload_transaction.failed_file:
+            with upload_transaction.failed_file.open("rb") as stored:
+                content = stored.read()
+        else:
+            with CloudAgentClient.for_account(upload_transaction.campaign.account) as client:
+                content = client.failed_file_download(
+                    upload_transaction.failed_file_url, policy=failed_file_fetch_policy()
+                )
+            _failed_file_store(upload_transaction, content)
+        rows = failed_file_read(content, limits=SheetLimits.from_settings(settings))
+    except FailedFileTemporarilyUnavailable as exc:
+        # The earlier of CloudAgent's end time and our receipt: a provider clock or zone gone wrong must not
+        # stretch the retries past the URL's life.
+        issued = min(
+            moment
+            for moment in (upload_transaction.provider_finished_at, upload_transaction.finished_at, timezone.now())
+            if moment is not None
+        )
+        if timezone.now() < issued + FAILED_FILE_URL_TTL:
+            raise FailedFileRetry(str(exc)) from exc
+        return _failed_file_given_up(upload_transaction, f"{exc}, and its URL has now expired")
+    except FailedFileUnavailable as exc:
+        return _failed_file_given_up(upload_transaction, str(exc))
+    return _failed_file_apply(upload_transaction, rows)
+
+
+def _failed_file_store(upload_transaction: UploadTransaction, content: bytes) -> None:
+    """Keep a copy before reading it: the URL dies after 24 h and the operator may want to see the file."""
+    extension = "xlsx" if content[:4] == b"PK\x03\x04" else "xls" if content[:4] == b"\xd0\xcf\x11\xe0" else "csv"
+    name = f"{upload_transaction.transaction_id or upload_transaction.pk}-failed.{extension}"
+    upload_transaction.failed_file.save(name, ContentFile(content), save=False)
+    UploadTransaction.objects.filter(pk=upload_transaction.pk).update(
+        failed_file=upload_transaction.failed_file.name, updated_at=timezone.now()
+    )
+
+
+def _resent_because_unsure(upload_transaction: UploadTransaction) -> bool:
+    """A batch we re-sent with checkDuplicate=true because CloudAgent may already have taken it (an ambiguous
+    attempt, or an operator's re-push of unconfirmed leads): for it, "already exists" means an earlier attempt
+    got through, so the lead is in the dialer."""
+    return bool(upload_transaction.ambiguous_attempts or upload_transaction.options.get("resend"))
+
+
+def _failed_file_apply(upload_transaction: UploadTransaction, found: FailedFileRows) -> str:
+    """Match the file's rows to the transaction's leads by number. The file holds the number as we sent it
+    (national digits by default), so both sides are compared in E.164 for the campaign's region."""
+    region = upload_transaction.campaign.phone_region
+    reasons: dict[str, str] = {}
+    unreadable = 0
+    for phone, reason in found.rows:
+        try:
+            reasons.setdefault(normalize_phone(phone, region), reason[:500] or GENERIC_FAILED_REASON)
+        except PhoneError:
+            unreadable += 1
+    with transaction.atomic():
+        _upload_transaction_lock(upload_transaction.pk)
+        leads = dict(
+            Lead.objects.filter(upload_transaction=upload_transaction, status__in=OPEN_LEAD_STATUSES).values_list(
+                "phone_number", "id"
+            )
+        )
+        outcomes: dict[tuple[str, str], list[int]] = defaultdict(list)
+        resent = _resent_because_unsure(upload_transaction)
+        # A row naming no open lead may be one of them written another way: the unnamed leads are then not
+        # proven uploaded.
+        unmatched = unreadable + sum(1 for phone in reasons if phone not in leads)
+        unnamed = (Lead.Status.UNCONFIRMED, UNMATCHED_ROWS_REASON) if unmatched else (Lead.Status.UPLOADED, "")
+        for phone, lead_id in leads.items():
+            if phone in reasons and resent and ALREADY_HELD.search(reasons[phone]):
+                outcomes[(Lead.Status.UPLOADED, ALREADY_HELD_REASON)].append(lead_id)
+            elif phone in reasons:
+                outcomes[(Lead.Status.FAILED, reasons[phone])].append(lead_id)
+            else:
+                outcomes[unnamed].append(lead_id)
+        _leads_settle(upload_transaction.pk, outcomes)
+        failed = sum(len(ids) for (status, _), ids in outcomes.items() if status == Lead.Status.FAILED)
+        held = len(outcomes.get((Lead.Status.UPLOADED, ALREADY_HELD_REASON), ()))
+        strangers = len(reasons) - failed - held + unreadable
+        notes = []
+        if strangers:
+            notes.append(f"{strangers} rows of the failed file match none of this batch's open leads")
+        expected = upload_transaction.numbers_not_processed
+        if expected is not None and expected != failed + held:
+            notes.append(f"CloudAgent counted {expected} rows not processed, its failed file named {failed}")
+        if notes:
+            UploadTransaction.objects.filter(pk=upload_transaction.pk).update(
+                attention="; ".join(notes)[:500], updated_at=timezone.now()
+            )
+    return (
+        f"{failed} leads failed, {len(leads) - failed} {'unconfirmed' if unmatched else 'uploaded'} "
+        f"({len(found.rows)} rows in the failed file, "
+        f"phone column {found.phone_header!r}, reason column {found.reason_header or '(none)'!r})"
+    )
+
+
+def _upload_transaction_lock(upload_transaction_id: int) -> None:
+    """Every writer locks the transaction row before its leads, so no two of them take locks in opposite order."""
+    list(UploadTransaction.objects.select_for_update().filter(pk=upload_transaction_id).values_list("pk"))
+
+
+def _failed_file_given_up(upload_transaction: UploadTransaction, problem: str) -> str:
+    logger.warning("transaction %s: %s; its leads are unconfirmed", upload_transaction, problem)
+    with transaction.atomic():
+        _upload_transaction_lock(upload_transaction.pk)
+        _leads_settle(upload_transaction.pk, {(Lead.Status.UNCONFIRMED, UNCONFIRMED_REASON): None})
+        UploadTransaction.objects.filter(pk=upload_transaction.pk).update(
+            attention=f"{problem}: leads marked unconfirmed"[:500], updated_at=timezone.now()
+        )
+    return problem

@@ -1,4 +1,4 @@
-"""CloudAgent's callback webhook (contract.md, "The asynchronous result").
+"""CloudAgent's callback webhook (docs/cloudagent-contract.md, "The asynchronous result").
 
 CloudAgent signs nothing, so the URL's per-account secret is the credential. The raw request is stored before
 anything reads it; then the stored event is applied in the same request with set-based UPDATEs (a 500-lead
@@ -13,8 +13,10 @@ from django.http import JsonResponse, UnreadablePostError
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from uploads.callbacks import account_for_callback_secret, callback_event_apply, callback_event_receive
+from uploads.callbacks import callback_event_receive
 from uploads.models import CallbackEvent
+from uploads.selectors import account_for_callback_secret
+from uploads.services import callback_event_apply
 
 logger = logging.getLogger(__name__)
 

@@ -66,7 +66,7 @@ class Migration(migrations.Migration):
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
         ("campaigns", "0005_lead_permissions"),
-        ("uploads", "0002_permissions"),
+        ("uploads", "0003_permissions"),
     ]
 
     operations = [migrations.RunPython(create_roles, remove_roles)]

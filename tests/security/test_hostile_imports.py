@@ -7,7 +7,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from campaigns.importing import ImportFileError
+from campaigns.importing.readers import ImportFileError
 from campaigns.models import Lead, LeadImport
 from campaigns.services import lead_import_create, lead_import_preview, lead_import_run
 

@@ -27,7 +27,7 @@ django.setup()
 {body}
 """
 IMPORT_READER = """
-from campaigns.importing import ImportFileError, open_sheet
+from campaigns.importing.readers import ImportFileError, open_sheet
 try:
     with open_sheet(sys.argv[1], "xlsx") as sheet:
         list(sheet.rows)
@@ -36,7 +36,8 @@ except ImportFileError as exc:
     sys.exit(3)
 """
 FAILED_FILE_READER = """
-from uploads.callbacks import FailedFileUnavailable, failed_file_read
+from cloudagent.errors import FailedFileUnavailable
+from cloudagent.failed_files import failed_file_read
 try:
     failed_file_read(open(sys.argv[1], "rb").read())
 except FailedFileUnavailable as exc:

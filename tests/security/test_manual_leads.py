@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from campaigns.models import Lead
 from tests.fixtures.callbacks import lead_statuses
-from uploads.callbacks import failed_file_fetch
 from uploads.models import UploadTransaction
+from uploads.services import failed_file_fetch
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,9 @@ and cap the body. The far end is a loopback server, let through only by an expli
 import ipaddress
 
 import pytest
+from django.utils import timezone
 
+from campaigns.models import Lead
 from cloudagent.safe_http import (
     FetchPolicy,
     FetchRefused,
@@ -15,7 +17,9 @@ from cloudagent.safe_http import (
     parse_networks,
     url_refusal,
 )
-from tests.fixtures.callbacks import FileServer
+from tests.fixtures.callbacks import FileServer, lead_statuses
+from uploads.models import UploadTransaction
+from uploads.services import failed_file_fetch, failed_file_url_check
 
 LOOPBACK_ONLY = parse_networks("127.0.0.1/32")
 
@@ -154,3 +158,47 @@ def test_the_body_is_capped(file_server):
     url = file_server.serve("/big.csv", b"9" * 2048)
     with pytest.raises(FetchTooLarge):
         fetch(url, policy=policy(allow_networks=LOOPBACK_ONLY, max_bytes=1024))
+
+
+# --- wired into the failed-file job ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def completed_transaction(make_upload_transaction, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+
+    def make(url: str) -> UploadTransaction:
+        now = timezone.now()
+        upload_transaction = make_upload_transaction(
+            3, state=UploadTransaction.State.COMPLETED, numbers_not_processed=1, finished_at=now
+        )
+        UploadTransaction.objects.filter(pk=upload_transaction.pk).update(failed_file_url=url)
+        return upload_transaction
+
+    return make
+
+
+@pytest.mark.django_db
+def test_by_default_a_failed_file_on_an_internal_address_is_never_fetched(completed_transaction, file_server, settings):
+    settings.CLOUDAGENT_FETCH_ALLOW_NETWORKS = []
+    upload_transaction = completed_transaction(file_server.serve("/f.csv", b"PhoneNumber,Reason\n"))
+
+    failed_file_fetch(upload_transaction=upload_transaction)
+
+    upload_transaction.refresh_from_db()
+    assert file_server.requests == []
+    assert "loopback" in upload_transaction.attention
+    assert set(lead_statuses(upload_transaction).values()) == {Lead.Status.UNCONFIRMED}
+
+
+@pytest.mark.django_db
+def test_the_backslash_trick_does_not_pass_the_host_list(settings):
+    settings.CLOUDAGENT_FAILED_FILE_HOSTS = ["example.com"]
+    assert failed_file_url_check("http://127.0.0.1:8000\\@files.example.com/x")
+    assert failed_file_url_check("https://files.example.com/x.csv") == ""
+
+
+@pytest.mark.django_db
+def test_plain_http_failed_files_are_refused_outside_development(settings):
+    settings.LEADHUB_ALLOW_PLAIN_HTTP = False
+    assert "https" in failed_file_url_check("http://files.example.com/x.csv")

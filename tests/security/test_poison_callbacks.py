@@ -9,8 +9,9 @@ from django.urls import reverse
 
 from campaigns.models import Lead
 from tests.fixtures.callbacks import callback_data, lead_statuses
-from uploads.callbacks import callback_event_apply, callback_event_receive, callback_events_sweep
+from uploads.callbacks import callback_event_receive, callback_events_sweep
 from uploads.models import CallbackEvent, UploadTransaction
+from uploads.services import callback_event_apply
 
 pytestmark = pytest.mark.django_db
 

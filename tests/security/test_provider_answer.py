@@ -3,8 +3,9 @@ proxy's error page) could make a push worker hold any amount of memory."""
 
 import pytest
 
+from cloudagent.client import MAX_ANSWER_BYTES, CloudAgentClient
+from cloudagent.errors import UnexpectedResponseError
 from tests.fixtures.core import LoopbackHTTPServer, QuietHandler
-from uploads.cloudagent import MAX_ANSWER_BYTES, CloudAgentClient, UnexpectedResponseError
 
 
 class HugeAnswerServer(LoopbackHTTPServer):

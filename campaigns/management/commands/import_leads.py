@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from campaigns.importing import FORMATS, ImportFileError
+from campaigns.importing.readers import FORMATS, ImportFileError
 from campaigns.models import Campaign
 from campaigns.services import lead_import_create, lead_import_preview, lead_import_run
 

@@ -24,7 +24,8 @@ class Command(BaseCommand):
         if opts["json"]:
             self.stdout.write(json.dumps(counts))
             return
-        for section, values in counts.items():
+        for section in ("leads", "transactions"):
             self.stdout.write(section)
-            for key, value in values.items():
+            for key, value in counts[section].items():
                 self.stdout.write(f"  {key:<12} {value}")
+        self.stdout.write(f"overdue callbacks  {counts['overdue']}")

@@ -3,7 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from campaigns.selectors import CampaignLookupError, campaign_get_by_name
-from uploads.services import campaign_push_new
+from uploads.services import campaign_push_new, push_summary_messages
 
 
 class Command(BaseCommand):
@@ -22,13 +22,6 @@ class Command(BaseCommand):
         if opts["json"]:
             fields = ("leads", "batches", "eta_seconds", "invalid", "background")
             self.stdout.write(json.dumps({name: summary.as_dict()[name] for name in fields}))
-        elif summary.background:
-            self.stdout.write(
-                f"Batching {summary.leads} lead(s) in the background into about {summary.batches} batch(es); "
-                f"last batch due in about {summary.eta_seconds:.0f} s."
-            )
         else:
-            self.stdout.write(
-                f"Queued {summary.leads} lead(s) in {summary.batches} batch(es); "
-                f"last batch due in about {summary.eta_seconds:.0f} s; {summary.invalid} refused by our checks."
-            )
+            for _level, text in push_summary_messages(summary):
+                self.stdout.write(text)

@@ -6,9 +6,12 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from campaigns.queues import IMPORTS_QUEUE
+from uploads.queues import CALLBACKS_QUEUE, DEFAULT_QUEUE, PUSH_QUEUE
+
 # Dispatchers hold a `push` worker for as long as their account has batches waiting, so `push` gets workers
 # of its own (one per account pushing at once); callbacks and imports never wait behind a push.
-QUEUES = ("default", "callbacks", "imports")
+QUEUES = (DEFAULT_QUEUE, CALLBACKS_QUEUE, IMPORTS_QUEUE)
 
 
 class Command(BaseCommand):
@@ -20,7 +23,7 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         # RQ's scheduler only moves the scheduled jobs of its worker's own queues (back-offs, retries, handovers),
         # so every worker runs one; RQ's lock keeps it to one per queue.
-        queues = [*QUEUES, *["push"] * opts["push_workers"]]
+        queues = [*QUEUES, *[PUSH_QUEUE] * opts["push_workers"]]
         commands = [[sys.executable, "manage.py", "rqworker", queue, "--with-scheduler"] for queue in queues]
         workers = [subprocess.Popen(command, cwd=settings.BASE_DIR) for command in commands]
         self.stdout.write(f"started {len(workers)} RQ workers: {', '.join(c[3] for c in commands)}")

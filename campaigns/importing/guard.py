@@ -1,5 +1,5 @@
 """What a lead file may hold before the import engine looks at a row: caps on rows, columns, cell length and JSON
-nesting, cells cleaned of what PostgreSQL cannot store, and a delimiter guess that costs linear time.
+nesting, and cells PostgreSQL cannot store.
 
 The reader calls these on every row of the preview and of the import alike, so both see the same cells and
 reach the same verdict: a NUL byte once passed the dry run and failed the real import on PostgreSQL. A cell with
@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-DELIMITERS = ",;\t|"
-SNIFF_RECORDS = 50  # records of the sample compared for a consistent delimiter count
+from cloudagent.spreadsheet_guard import SheetLimits
 
 
 @dataclass(frozen=True)
@@ -31,6 +30,11 @@ class ImportLimits:
             max_cell_chars=settings.LEADHUB_IMPORT_MAX_CELL_CHARS,
             max_json_depth=settings.LEADHUB_IMPORT_MAX_JSON_DEPTH,
         )
+
+
+def sheet_limits() -> SheetLimits:
+    """The spreadsheet caps (LEADHUB_SHEET_MAX_*), checked before calamine opens a workbook."""
+    return SheetLimits.from_settings(settings)
 
 
 def text_problem(text: str) -> str:
@@ -112,36 +116,3 @@ def json_depth_problem(text: str, limits: ImportLimits) -> str:
         elif char in "]}":
             depth -= 1
     return ""
-
-
-def delimiter_guess(sample: str) -> str:
-    """Comma, semicolon, tab or pipe, in time linear in the sample (csv.Sniffer took 45 s on 64 KB of `,"`).
-    Each candidate is counted outside double quotes in the first SNIFF_RECORDS records; the one whose count in
-    the header is non-zero and repeated by most records wins, then the one the header has most of."""
-    records: list[dict[str, int]] = []
-    counts = dict.fromkeys(DELIMITERS, 0)
-    quoted = False
-    for char in sample:
-        if char == '"':
-            quoted = not quoted
-        elif quoted:
-            continue
-        elif char == "\n":
-            records.append(counts)
-            counts = dict.fromkeys(DELIMITERS, 0)
-            if len(records) >= SNIFF_RECORDS:
-                break
-        elif char in counts:
-            counts[char] += 1
-    if not records:
-        records.append(counts)
-    header = records[0]
-    best, best_score = ",", (0.0, 0)
-    for delimiter in DELIMITERS:
-        if not header[delimiter]:
-            continue
-        agreeing = sum(1 for record in records if record[delimiter] == header[delimiter]) / len(records)
-        score = (agreeing, header[delimiter])
-        if score > best_score:
-            best, best_score = delimiter, score
-    return best

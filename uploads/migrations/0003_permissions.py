@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('uploads', '0001_initial'),
+        ('uploads', '0002_push_request'),
     ]
 
     operations = [
