@@ -65,6 +65,7 @@ class FetchPolicy:
     allow_networks: tuple[Network, ...] = ()
     max_redirects: int = 3
     user_agent: str = "leadhub"
+    allowed_hosts_name: str = "the allowed hosts"  # how refusals name the list (e.g. its setting)
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def _target(url: str, policy: FetchPolicy) -> _Target:
     scheme = (parsed.scheme or "").lower()
     allowed_schemes = ("https", "http") if policy.allow_http else ("https",)
     if scheme not in allowed_schemes:
-        raise FetchRefused(f"scheme {scheme or '(none)'!r} is not {' or '.join(allowed_schemes)}")
+        raise FetchRefused(f"scheme {scheme or '(none)'!r} is not {'http(s)' if policy.allow_http else 'https'}")
     if parsed.auth is not None or "@" in split.netloc:
         raise FetchRefused("the URL carries user information")
     host = (parsed.host or "").strip("[]").lower()
@@ -158,7 +159,7 @@ def _target(url: str, policy: FetchPolicy) -> _Target:
     if host != (split.hostname or "") or (parsed.port != split_port):
         raise FetchRefused("the URL reads differently to different parsers")
     if policy.allowed_hosts and not any(_host_matches(host, name) for name in policy.allowed_hosts):
-        raise FetchRefused(f"host {host!r} is not among the allowed hosts")
+        raise FetchRefused(f"host {host!r} is not in {policy.allowed_hosts_name}")
     literal = _literal_address(host)
     if literal is not None and (problem := address_refusal(literal, policy)):
         raise FetchRefused(problem)
@@ -235,8 +236,11 @@ def fetch(url: str, *, policy: FetchPolicy, resolver: Resolver = system_resolver
     Raises FetchRefused (or FetchTooLarge) when a rule is broken and FetchFailed on a transport problem or when
     the deadline passes. Any HTTP status is returned: the caller knows what a 403 or a 503 means to it."""
     deadline = time.monotonic() + policy.timeout
-    for _hop in range(policy.max_redirects + 1):
-        target = _target(url, policy)
+    for hop in range(policy.max_redirects + 1):
+        try:
+            target = _target(url, policy)
+        except FetchRefused as exc:
+            raise FetchRefused(f"redirects to a URL refused: {exc}" if hop else str(exc)) from None
         address = _checked_address(target, policy, resolver)
         remaining = max(deadline - time.monotonic(), 0.1)
         timeout = urllib3.Timeout(connect=min(remaining, 10), read=remaining)

@@ -604,6 +604,7 @@ def failed_file_fetch_policy() -> FetchPolicy:
         allow_http=settings.LEADHUB_ALLOW_PLAIN_HTTP,
         allowed_hosts=tuple(settings.CLOUDAGENT_FAILED_FILE_HOSTS),
         allow_networks=parse_networks(settings.CLOUDAGENT_FETCH_ALLOW_NETWORKS),
+        allowed_hosts_name="CLOUDAGENT_FAILED_FILE_HOSTS",
     )
 
 
