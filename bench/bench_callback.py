@@ -213,6 +213,9 @@ def _start_gunicorn(root, port: int, database_url: str) -> subprocess.Popen:
         "DJANGO_DEBUG": "0",
         "SECRET_KEY": "bench-only-secret-key",
         "LEADHUB_FIELD_ENCRYPTION_KEYS": "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleTA=",
+        # The bench serves its failed-rows files over plain http on loopback.
+        "LEADHUB_ALLOW_PLAIN_HTTP": "1",
+        "CLOUDAGENT_FETCH_ALLOW_NETWORKS": "127.0.0.1/32",
     }
     process = subprocess.Popen(
         [

@@ -159,9 +159,9 @@ RQ_SHOW_ADMIN_LINK = True
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "import"
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "export"
 
-# Plain http for CloudAgent base URLs and fetched failed-rows files: development only (the API key and the
-# provider's files cross the network).
-LEADHUB_ALLOW_PLAIN_HTTP = DEBUG
+# Plain http for CloudAgent base URLs and fetched failed-rows files: development and benchmarks only (the API
+# key and the provider's files cross the network); `check --deploy` fails when it is on without DJANGO_DEBUG.
+LEADHUB_ALLOW_PLAIN_HTTP = env_bool("LEADHUB_ALLOW_PLAIN_HTTP", DEBUG)
 LEADHUB_PUBLIC_URL = os.environ.get("LEADHUB_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 CLOUDAGENT_BATCH_SIZE = env_int("CLOUDAGENT_BATCH_SIZE", 500)
 if not 1 <= CLOUDAGENT_BATCH_SIZE <= 500:

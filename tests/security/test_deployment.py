@@ -72,6 +72,13 @@ def test_production_settings_pass_check_deploy(tmp_path):
     assert checked.returncode == 0, checked.stderr
 
 
+def test_plain_http_outside_debug_fails_the_deployment_check(tmp_path):
+    checked = production(
+        tmp_path, "manage.py", "check", "--deploy", "--fail-level", "WARNING", LEADHUB_ALLOW_PLAIN_HTTP="1"
+    )
+    assert checked.returncode != 0 and "leadhub.E001" in checked.stderr
+
+
 SHOW_PROXY_HEADER = (
     "import django; django.setup(); from django.conf import settings; print(settings.SECURE_PROXY_SSL_HEADER)"
 )
