@@ -1,38 +1,43 @@
-"""Lead import benchmark (issue 6): leadhub's streaming import against django-import-export, on PostgreSQL.
+"""Lead import benchmark (issue 12): the import as users run it, beside django-import-export, on PostgreSQL.
 
-A 100,000-row CSV and a 100,000-row XLSX with messy phone numbers (spaces, +91, 0, 0091, brackets, Excel floats;
-~8% already in the campaign, ~1% repeated in the file, ~2% invalid) are imported into campaigns that already
-hold 100,000 leads; then django-import-export's stock ModelResource (5,000-row slice) and its best tuned
-configuration (use_bulk, skip_diff, force_init_instance, batch_size 1000; 20,000-row slice) import rows of the
-same data into the same model. Both baselines get only rows that are new, valid and unique (their best case: the
-tuned one cannot skip duplicates at all) and normalise phones with the same normalize_phone.
+`manage.py import_leads FILE --campaign NAME` runs as a subprocess, exactly as from a shell: wall time from
+before the process starts to after it exits (Django start-up included), and peak memory of the process *tree*
+(the CLI and the child that checks rows), sampled every 20 ms with psutil, beside the CLI's own ru_maxrss.
+The file has the six columns a CloudAgent campaign usually maps (PhoneNumber, Name, Priority, ExpiryDate, AgentId,
+skill), clean rows of plain 10-digit mobiles, and goes into a campaign already holding 100,000 leads: at 100,000
+rows for speed, and at 1,000,000 rows to show memory stays flat.
 
-Every measurement runs in a subprocess of its own; peak memory is that process's ru_maxrss (the whole Python
-process: interpreter, Django, the file and the import). 50k and 100k-row files show whether memory grows.
+Beside it, django-import-export's best tuned ModelResource (use_bulk, skip_diff, force_init_instance,
+batch_size 1000) on the first 20,000 rows of the same file, in a subprocess timed the same way; it gets only new,
+valid, unique rows (it cannot skip duplicates) and normalises phones with the same normalize_phone.
+
+The machine is shared: the load average before and after each run is reported with it, and the CPU seconds the
+import spent (the CLI and its child) and PostgreSQL's backend spent, which do not depend on the neighbours.
 
 `run(report)` calls report(section, name, value) per figure; `python bench/bench_import.py` prints a table.
-Database: DATABASE_URL if it is PostgreSQL (the bench's campaigns are removed afterwards), else a database
-leadhub_bench on postgres://postgres@127.0.0.1:5432, created and dropped here.
+Database: a database leadhub_bench on postgres://postgres@127.0.0.1:5432, created and dropped here.
 """
 
+import csv
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
-SERVER = "postgres://postgres@127.0.0.1:5432"
+SERVER = os.environ.get("LEADHUB_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 BENCH_DB = "leadhub_bench"
 EXISTING = 100_000
-ROWS = 100_000
-HALF = 50_000
-STOCK_ROWS = 5_000
+SIZES = (100_000, 1_000_000)
 TUNED_ROWS = 20_000
+COLUMNS = ["PhoneNumber", "Name", "Priority", "ExpiryDate", "AgentId", "skill"]
+SAMPLE_SECONDS = 0.02
 
 
 def _django(database_url: str) -> None:
@@ -45,64 +50,23 @@ def _django(database_url: str) -> None:
     django.setup()
 
 
-# ------------------------------------------------------------------------------------------------- data
+def _write_file(path: Path, count: int) -> Path:
+    """Clean rows: distinct mobiles none of which the campaign holds, names, priorities, a future expiry."""
+    rng = random.Random(count)
+    skills = ["sales", "support", "renewals"]
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        for i in range(count):
+            writer.writerow(
+                [f"{rng.choice('789')}{i:09d}", f"Lead Name {i}", rng.randint(1, 99), "2099-12-31",
+                 f"agent{i % 50}", rng.choice(skills)]
+            )  # fmt: skip
+    return path
 
 
-def _messy(number: str, rng: random.Random) -> str:
-    a, b = number[:5], number[5:]
-    return rng.choice(
-        [number, f"{a} {b}", f"+91 {a} {b}", f"0{a}-{b}", f"91-{number}", f"0091 {number}", f"(+91) {a} {b}"]
-    )
-
-
-def _rows(count: int, seed: int = 6) -> list[tuple[str, list]]:
-    """(kind, [Phone, Name, Priority, ExpiryDate]) with kind new / existing / repeat / invalid."""
-    rng = random.Random(seed)
-    names = ["Asha Rao", "Ravi Kumar", "José Fernandes", "Priya S.", "Mohammed Ali", "Anil (HQ)", "Zoë D'Souza"]
-    rows, seen = [], []
-    for i in range(count):
-        draw = rng.random()
-        name, priority, expiry = f"{rng.choice(names)} {i}", rng.choice(["", "1", "50", "99"]), "2099-12-31"
-        if draw < 0.08:
-            kind, phone = "existing", _messy(f"90{rng.randrange(EXISTING):08d}", rng)
-        elif draw < 0.09 and seen:
-            kind, phone = "repeat", rng.choice(seen)
-        elif draw < 0.11:
-            kind, phone = "invalid", rng.choice(["12345", "98765 4321", "n/a", "+91 0000 000000"])
-        else:
-            kind, phone = "new", _messy(f"{rng.choice('789')}{10**8 + i:09d}", rng)
-            seen.append(phone)
-        rows.append((kind, [phone, name, priority, expiry]))
-    return rows
-
-
-def _write_files(folder: Path, rows: list) -> dict[str, Path]:
-    import csv
-
-    import openpyxl
-
-    files = {}
-    for count in (HALF, ROWS):
-        path = folder / f"leads-{count}.csv"
-        with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["Mobile Number", "Customer Name", "Priority", "Expiry Date"])
-            writer.writerows(cells for _kind, cells in rows[:count])
-        files[f"csv-{count}"] = path
-        workbook = openpyxl.Workbook(write_only=True)
-        sheet = workbook.create_sheet()
-        sheet.append(["Mobile Number", "Customer Name", "Priority", "Expiry Date"])
-        for _kind, (phone, name, priority, expiry) in rows[:count]:
-            digits = phone.isdigit()  # a plain number is stored the way Excel stores it: a float
-            sheet.append([float(phone) if digits else phone, name, int(priority) if priority else None, expiry])
-        path = folder / f"leads-{count}.xlsx"
-        workbook.save(path)
-        files[f"xlsx-{count}"] = path
-    return files
-
-
-def _campaign(label: str) -> int:
-    """A campaign holding EXISTING leads, written with COPY."""
+def _campaign(label: str) -> str:
+    """A campaign holding EXISTING leads (written with COPY); returns its name."""
     from django.db import connection
 
     from campaigns.models import Campaign, CloudAgentAccount
@@ -110,9 +74,7 @@ def _campaign(label: str) -> int:
     account, _ = CloudAgentAccount.objects.get_or_create(
         name="bench", defaults={"user_name": "bench", "api_key": "bench-key-0123456789"}
     )
-    campaign = Campaign.objects.create(
-        account=account, name=f"bench-{label}", column_map=["PhoneNumber", "Name", "Priority", "ExpiryDate"]
-    )
+    campaign = Campaign.objects.create(account=account, name=f"bench-{label}", column_map=COLUMNS)
     with connection.cursor() as cursor:
         with cursor.copy(
             "COPY campaigns_lead (campaign_id, phone_number, name, extra, status, status_reason, source, "
@@ -120,155 +82,180 @@ def _campaign(label: str) -> int:
         ) as copy:
             for i in range(EXISTING):
                 copy.write_row(
-                    (campaign.pk, f"+9190{i:08d}", f"Old {i}", "{}", "new", "", "manual", "", "", "now", "now")
+                    (campaign.pk, f"+9160{i:08d}", f"Old {i}", "{}", "new", "", "manual", "", "", "now", "now")
                 )
         cursor.execute("ANALYZE campaigns_lead")
-    return campaign.pk
+    return campaign.name
 
 
-# ------------------------------------------------------------------------------------------------- children
+def _backend_cpu() -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving the bench database, by pid."""
+    found = {}
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if cmdline.startswith("postgres:") and f" {BENCH_DB} " in cmdline:
+            try:
+                times = process.cpu_times()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            found[process.pid] = times.user + times.system
+    return found
 
 
-def _child(task: dict) -> dict:
-    _django(os.environ["DATABASE_URL"])
-    from campaigns.models import Campaign
+def _timed(command: list[str], env: dict) -> dict:
+    """Run a command as a user would; wall time, its tree's peak RSS (sampled), its CPU and the database's (the
+    backends' CPU is sampled too: a backend's figures go when the CLI disconnects)."""
+    load_before = os.getloadavg()[0]
+    before = psutil.Process().cpu_times()
+    backends_before = _backend_cpu()
+    backends = dict(backends_before)
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak, samples = 0, 0
+    watched = psutil.Process(process.pid)
+    while process.poll() is None:
+        try:
+            tree = [watched, *watched.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.NoSuchProcess:
+            pass
+        samples += 1
+        if samples % 10 == 0:
+            backends.update(_backend_cpu())
+        time.sleep(SAMPLE_SECONDS)
+    stdout, stderr = process.communicate()
+    elapsed = time.perf_counter() - started
+    if process.returncode:
+        raise RuntimeError(f"{' '.join(command[:3])} failed:\n{stderr[-3000:]}")
+    after = psutil.Process().cpu_times()  # children_* now include the CLI and its reaped child
+    return {
+        "seconds": elapsed,
+        "peak_mb": peak / 2**20,
+        "cpu": (after.children_user + after.children_system) - (before.children_user + before.children_system),
+        "db_cpu": sum(backends.values()) - sum(backends_before.values()),
+        "load": (load_before, os.getloadavg()[0]),
+        "stdout": stdout,
+    }
 
-    campaign = Campaign.objects.get(pk=task["campaign"])
-    if task["kind"] == "ours":
-        from campaigns.services import lead_import_create, lead_import_run
 
-        path = Path(task["file"])
-        started = time.perf_counter()
-        lead_import = lead_import_create(campaign=campaign, path=path, file_name=path.name)
-        report = lead_import_run(lead_import=lead_import)
-        elapsed = time.perf_counter() - started
-        result = {"rows": report.rows, **report.counts()}
-    else:
-        import tablib
-        from import_export import fields, resources, widgets
-
-        from campaigns.models import Lead
-        from campaigns.normalize import normalize_phone
-
-        class PhoneWidget(widgets.CharWidget):
-            def clean(self, value, row=None, **kwargs):
-                return normalize_phone(value, "IN")
-
-        tuned = task["kind"] == "tuned"
-
-        class LeadResource(resources.ModelResource):
-            # The campaign as a plain id: a ForeignKeyWidget would add a query per row to both baselines.
-            campaign_id = fields.Field(attribute="campaign_id", column_name="campaign", widget=widgets.IntegerWidget())
-            phone_number = fields.Field(attribute="phone_number", column_name="phone_number", widget=PhoneWidget())
-
-            class Meta:
-                model = Lead
-                fields = ("campaign_id", "phone_number", "name", "priority", "expiry_date")
-                import_id_fields = ("campaign_id", "phone_number")
-                if tuned:
-                    use_bulk = True
-                    skip_diff = True
-                    force_init_instance = True
-                    batch_size = 1000
-
-        dataset = tablib.Dataset(headers=["campaign", "phone_number", "name", "priority", "expiry_date"])
-        for phone, name, priority, expiry in task["rows"]:
-            dataset.append([campaign.pk, phone, name, priority or None, expiry])
-        started = time.perf_counter()
-        outcome = LeadResource().import_data(dataset, dry_run=False, raise_errors=True)
-        elapsed = time.perf_counter() - started
-        result = {"rows": len(dataset), "errors": outcome.has_errors() or outcome.has_validation_errors()}
-    result["seconds"] = elapsed
-    result["rows_per_s"] = result["rows"] / elapsed
-    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _import_cli(path: Path, campaign: str, env: dict) -> dict:
+    result = _timed([sys.executable, "manage.py", "import_leads", str(path), "--campaign", campaign, "--json"], env)
+    result.update(json.loads(result.pop("stdout").strip().splitlines()[-1]))
     return result
 
 
-def _spawn(task: dict, database_url: str, media: str) -> dict:
-    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT), "MEDIA_ROOT": media}
-    done = subprocess.run(
-        [sys.executable, __file__, "--child"], input=json.dumps(task), env=env, capture_output=True, text=True
-    )
-    if done.returncode:
-        raise RuntimeError(f"bench child {task['kind']} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def _tuned_child(path: str, campaign_name: str, rows: int) -> None:
+    """django-import-export's best tuning on the first `rows` rows of the file (run as its own process)."""
+    _django(os.environ["DATABASE_URL"])
+    import tablib
+    from import_export import fields, resources, widgets
+
+    from campaigns.models import Campaign, Lead
+    from campaigns.normalize import normalize_phone
+
+    campaign = Campaign.objects.get(name=campaign_name)
+
+    class PhoneWidget(widgets.CharWidget):
+        def clean(self, value, row=None, **kwargs):
+            return normalize_phone(value, "IN")
+
+    class LeadResource(resources.ModelResource):
+        # The campaign as a plain id: a ForeignKeyWidget would add a query per row.
+        campaign_id = fields.Field(attribute="campaign_id", column_name="campaign", widget=widgets.IntegerWidget())
+        phone_number = fields.Field(attribute="phone_number", column_name="PhoneNumber", widget=PhoneWidget())
+        name = fields.Field(attribute="name", column_name="Name")
+        priority = fields.Field(attribute="priority", column_name="Priority", widget=widgets.IntegerWidget())
+        expiry_date = fields.Field(attribute="expiry_date", column_name="ExpiryDate", widget=widgets.DateWidget())
+        agent_id = fields.Field(attribute="agent_id", column_name="AgentId")
+        skill = fields.Field(attribute="skill", column_name="skill")
+
+        class Meta:
+            model = Lead
+            fields = ("campaign_id", "phone_number", "name", "priority", "expiry_date", "agent_id", "skill")
+            import_id_fields = ("campaign_id", "phone_number")
+            use_bulk = True
+            skip_diff = True
+            force_init_instance = True
+            batch_size = 1000
+
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = ["campaign", *next(reader)]
+        dataset = tablib.Dataset(headers=header)
+        for i, row in enumerate(reader):
+            if i >= rows:
+                break
+            dataset.append([campaign.pk, *row])
+    outcome = LeadResource().import_data(dataset, dry_run=False, raise_errors=True)
+    print(json.dumps({"rows": len(dataset), "errors": outcome.has_errors() or outcome.has_validation_errors()}))
 
 
-# ------------------------------------------------------------------------------------------------- driver
-
-
-def _database() -> tuple[str, bool]:
-    """The URL to use, and whether the bench created the database (and so drops it)."""
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith(("postgres://", "postgresql://")):
-        return url, False
+def _database() -> str:
     import psycopg
 
     with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    return f"{SERVER}/{BENCH_DB}", True
+    return f"{SERVER}/{BENCH_DB}"
 
 
-def _drop(url: str, created: bool) -> None:
-    if created:
-        from django.db import connections
+def _drop() -> None:
+    from django.db import connections
 
-        connections.close_all()
-        import psycopg
+    connections.close_all()
+    import psycopg
 
-        with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-    else:
-        from campaigns.models import Campaign, Lead, LeadImport
-
-        campaigns = Campaign.objects.filter(account__name="bench")
-        Lead.objects.filter(campaign__in=campaigns).delete()
-        LeadImport.objects.filter(campaign__in=campaigns).delete()
-        campaigns.delete()
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
 
 
-def run(report) -> None:
-    url, created = _database()
+def run(report, sizes=SIZES) -> None:
+    url = _database()
     _django(url)
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_DEBUG": "1", "PYTHONPATH": str(ROOT)}
+    report("import", "CPUs / load average at start", f"{os.cpu_count()} / {os.getloadavg()[0]:.1f}")
     try:
         with tempfile.TemporaryDirectory(prefix="bench-import-") as folder:
-            rows = _rows(ROWS)
-            files = _write_files(Path(folder), rows)
-            clean = [cells for kind, cells in rows if kind == "new"][:TUNED_ROWS]
+            env["MEDIA_ROOT"] = folder
             results = {}
-            for key in ("csv-100000", "csv-50000", "xlsx-100000", "xlsx-50000"):
-                results[key] = _spawn(
-                    {"kind": "ours", "file": str(files[key]), "campaign": _campaign(key)}, url, folder
-                )
-            results["stock"] = _spawn(
-                {"kind": "stock", "rows": clean[:STOCK_ROWS], "campaign": _campaign("stock")}, url, folder
-            )
-            results["tuned"] = _spawn({"kind": "tuned", "rows": clean, "campaign": _campaign("tuned")}, url, folder)
+            for size in sizes:
+                path = _write_file(Path(folder) / f"six-{size}.csv", size)
+                results[size] = _import_cli(path, _campaign(f"cli-{size}"), env)
+                if size == sizes[0]:
+                    tuned = _timed(
+                        [sys.executable, __file__, "--tuned", str(path), _campaign("tuned"), str(TUNED_ROWS)], env
+                    )
+                    tuned["rows"] = json.loads(tuned.pop("stdout").strip().splitlines()[-1])["rows"]
+                path.unlink()
     finally:
-        _drop(url, created)
+        _drop()
 
-    stock, tuned = results["stock"]["rows_per_s"], results["tuned"]["rows_per_s"]
-    report("import", "stock ModelResource rows/s (5k new rows)", round(stock))
-    report("import", "tuned ModelResource rows/s (20k new rows)", round(tuned))
-    report("import", "tuned peak MB", round(results["tuned"]["peak_mb"]))
-    for fmt in ("csv", "xlsx"):
-        big, half = results[f"{fmt}-100000"], results[f"{fmt}-50000"]
-        report("import", f"leadhub {fmt} rows/s (100k rows)", round(big["rows_per_s"]))
-        report("import", f"leadhub {fmt} / tuned", round(big["rows_per_s"] / tuned, 1))
-        report("import", f"leadhub {fmt} / stock", round(big["rows_per_s"] / stock, 1))
-        report("import", f"leadhub {fmt} peak MB 50k rows", round(half["peak_mb"]))
-        report("import", f"leadhub {fmt} peak MB 100k rows", round(big["peak_mb"]))
-        counts = ", ".join(f"{k} {big[k]}" for k in ("imported", "duplicates", "rejected", "warnings"))
-        report("import", f"leadhub {fmt} outcome (100k)", counts)
+    tuned_rate = tuned["rows"] / tuned["seconds"]
+    report("import", f"tuned django-import-export rows/s ({TUNED_ROWS // 1000}k rows, wall)", round(tuned_rate))
+    report("import", "tuned django-import-export peak MB", round(tuned["peak_mb"]))
+    for size, result in results.items():
+        label = f"{size // 1000}k" if size < 1_000_000 else f"{size // 1_000_000}M"
+        rate = result["rows"] / result["seconds"]
+        report("import", f"import_leads {label} rows: rows/s (wall, start-up included)", round(rate))
+        report("import", f"import_leads {label} rows: wall s", round(result["seconds"], 1))
+        report("import", f"import_leads {label} rows: peak MB (CLI + child)", round(result["peak_mb"]))
+        cpu = f"{result['cpu']:.1f} / {result['db_cpu']:.1f}"
+        report("import", f"import_leads {label} rows: CPU s import / database", cpu)
+        load = "{:.1f} / {:.1f}".format(*result["load"])
+        report("import", f"import_leads {label} rows: load average before/after", load)
+        outcome = f"imported {result['imported']}, duplicates {result['duplicates']}, rejected {result['rejected']}"
+        report("import", f"import_leads {label} rows: outcome", outcome)
+        if size == sizes[0]:
+            report("import", f"import_leads {label} / tuned django-import-export", round(rate / tuned_rate, 1))
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--child"]:
-        print(json.dumps(_child(json.loads(sys.stdin.read()))))
+    if sys.argv[1:2] == ["--tuned"]:
+        _tuned_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
-        print(f"{'section':<8} {'figure':<42} value")
-        run(lambda section, name, value: print(f"{section:<8} {name:<42} {value}", flush=True))
+        print(f"{'section':<8} {'figure':<60} value")
+        chosen = tuple(int(n) for n in sys.argv[1:]) or SIZES
+        run(lambda section, name, value: print(f"{section:<8} {name:<60} {value}", flush=True), sizes=chosen)

@@ -9,9 +9,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("LEADHUB_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 
 
-def use_database(name: str, *, redis_db: int = 14) -> str:
-    """Point this process (and its children) at a fresh PostgreSQL database and a Redis db of the bench's own,
-    then set Django up and migrate. Returns the DATABASE_URL."""
+def use_database(name: str, *, redis_db: int = 14, redis_url: str | None = None) -> str:
+    """Point this process (and its children) at a fresh PostgreSQL database and a Redis db of the bench's own
+    (`redis_url`, e.g. a private redis-server, else db `redis_db` of the local one), then set Django up and
+    migrate. Returns the DATABASE_URL."""
     import psycopg
 
     with psycopg.connect(f"{PG_ADMIN_URL}/postgres", autocommit=True) as conn:
@@ -22,7 +23,7 @@ def use_database(name: str, *, redis_db: int = 14) -> str:
     os.environ.setdefault("SECRET_KEY", "bench-only")
     os.environ.setdefault("CLOUDAGENT_FETCH_ALLOW_NETWORKS", "127.0.0.1/32")  # the emulator's failed files
     os.environ["DJANGO_DEBUG"] = "1"
-    os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{redis_db}"
+    os.environ["REDIS_URL"] = redis_url or f"redis://127.0.0.1:6379/{redis_db}"
     os.environ["DJANGO_SETTINGS_MODULE"] = "leadhub.settings"
     sys.path.insert(0, str(ROOT))
     import django

@@ -11,7 +11,15 @@ import time
 import traceback
 from pathlib import Path
 
-BENCHES = ["bench_import", "bench_push", "bench_callback", "bench_admin", "bench_pacer"]
+BENCHES = [
+    "bench_import",
+    "bench_dispatch_accounts",
+    "bench_dispatch_many",
+    "bench_dispatch_faults",
+    "bench_callback",
+    "bench_admin",
+    "bench_pacer",
+]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

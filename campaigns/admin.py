@@ -27,6 +27,7 @@ from campaigns.services import (
     account_callback_secret_rotate,
     account_upsert,
     campaign_upsert,
+    lead_import_confirm,
     lead_import_resume,
     lead_import_undo,
     lead_phone_check,
@@ -414,6 +415,11 @@ class LeadImportAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.resume_view),
                 name="campaigns_leadimport_resume",
             ),
+            path(
+                "<int:object_id>/confirm/",
+                self.admin_site.admin_view(self.confirm_view),
+                name="campaigns_leadimport_confirm",
+            ),
             *super().get_urls(),
         ]
 
@@ -443,6 +449,21 @@ class LeadImportAdmin(admin.ModelAdmin):
         else:
             done = "resumed in the background" if background else f"resumed: {lead_import.message}"
             self.message_user(request, f"Import {done}", messages.SUCCESS)
+        return redirect(reverse("admin:campaigns_leadimport_change", args=[lead_import.pk]))
+
+    def confirm_view(self, request, object_id):
+        """POST only: the operator confirms a background preview; the import runs like any confirmed one."""
+        lead_import = get_object_or_404(LeadImport.objects.select_related("campaign"), pk=object_id)
+        if request.method != "POST" or not request.user.has_perm("campaigns.add_lead"):
+            raise PermissionDenied
+        try:
+            background = lead_import_confirm(lead_import=lead_import)
+        except (LeadImportError, ImportFileError) as exc:
+            self.message_user(request, f"Not imported: {exc}", messages.ERROR)
+        else:
+            lead_import.refresh_from_db()
+            done = "The import runs in the background" if background else f"Imported: {lead_import.message}"
+            self.message_user(request, done, messages.SUCCESS)
         return redirect(reverse("admin:campaigns_leadimport_change", args=[lead_import.pk]))
 
     def undo_view(self, request, object_id):

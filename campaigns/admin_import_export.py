@@ -1,6 +1,8 @@
 """Every django-import-export override in one place: the lead changelist's Import (leadhub's streaming engine
-behind import-export's forms and pages) and Export (streamed), and the import forms with the target campaign."""
+behind import-export's forms and pages: upload, the column-mapping step, the preview, Confirm) and Export
+(streamed), and the import forms with the target campaign."""
 
+import json
 import os
 import tempfile
 
@@ -21,7 +23,7 @@ from import_export.forms import ConfirmImportForm, ImportForm
 from import_export.tmp_storages import TempFolderStorage
 
 from campaigns.exporting import leads_export_csv, leads_export_xlsx
-from campaigns.importing.policy import ALIASES
+from campaigns.importing.columns import ALIASES, EXTRA, IGNORE, MappingProposal
 from campaigns.importing.readers import ImportFileError
 from campaigns.models import Campaign
 from campaigns.resources import LeadExportResource
@@ -30,10 +32,27 @@ from campaigns.services import (
     import_previews_sweep,
     lead_import_create,
     lead_import_preview,
+    lead_import_preview_start,
+    lead_import_propose,
     lead_import_start,
 )
 
 PREVIEW_SALT = "leadhub.import-preview"
+
+
+def preview_token(*, file_name: str, campaign_id: int, user_id: int) -> str:
+    """What the mapping step and the confirmation may import, signed: the browser carries it but cannot change the
+    file (a bare temp-file name let one user import, and delete, another's upload), the campaign or the user."""
+    return signing.dumps({"file": file_name, "campaign": campaign_id, "user": user_id}, salt=PREVIEW_SALT)
+
+
+def preview_token_read(token: str, *, user) -> dict | None:
+    """The token's {file, campaign, user} if it is ours, fresh and this user's; None otherwise."""
+    try:
+        found = signing.loads(token, salt=PREVIEW_SALT, max_age=settings.LEADHUB_IMPORT_PREVIEW_MAX_AGE_SECONDS)
+    except signing.BadSignature:
+        return None
+    return found if isinstance(found, dict) and user is not None and found.get("user") == user.pk else None
 
 
 class LeadImportForm(ImportForm):
@@ -44,41 +63,89 @@ class LeadImportForm(ImportForm):
     field_order = ["campaign", "resource", "import_file", "format"]
 
 
-def preview_token(*, file_name: str, campaign_id: int, user_id: int) -> str:
-    """What the confirmation may import, signed: the browser carries it but cannot change the file (the stock
-    form's bare temp-file name let one user import, and delete, another's upload), the campaign or the user."""
-    return signing.dumps({"file": file_name, "campaign": campaign_id, "user": user_id}, salt=PREVIEW_SALT)
-
-
 class LeadConfirmImportForm(ConfirmImportForm):
-    """Carries the preview to the confirmation: `import_file_name` holds a signed token naming the uploaded
-    file's temporary name, the campaign and the user, checked again here along with the campaign being active."""
+    """Carries the campaign and the operator's column mapping (JSON) from the preview to the confirmation;
+    `import_file_name` holds a signed token (preview_token) naming the uploaded file, the campaign and the user,
+    checked here along with the campaign being active."""
 
     campaign = forms.ModelChoiceField(queryset=Campaign.objects.filter(is_active=True), widget=forms.HiddenInput)
+    column_choice = forms.CharField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
 
     def clean_import_file_name(self):
-        try:
-            return signing.loads(
-                self.cleaned_data["import_file_name"],
-                salt=PREVIEW_SALT,
-                max_age=settings.LEADHUB_IMPORT_PREVIEW_MAX_AGE_SECONDS,
-            )
-        except signing.BadSignature:
-            raise forms.ValidationError("The preview has expired or was altered; upload the file again.") from None
+        return self.cleaned_data["import_file_name"]  # the stock form keeps only a basename: a token is not one
 
     def clean(self):
         cleaned = super().clean()
-        token, campaign = cleaned.get("import_file_name"), cleaned.get("campaign")
-        if not isinstance(token, dict) or campaign is None:
-            return cleaned
-        if token["campaign"] != campaign.pk or self.user is None or token["user"] != self.user.pk:
-            raise forms.ValidationError("The confirmation does not match the preview; upload the file again.")
+        campaign = cleaned.get("campaign")
+        token = preview_token_read(cleaned.get("import_file_name") or "", user=self.user)
+        if token is None or campaign is None or token["campaign"] != campaign.pk:
+            raise forms.ValidationError("The preview has expired or does not match; upload the file again.")
         cleaned["import_file_name"] = token["file"]
         return cleaned
+
+
+# ---------------------------------------------------------------------------------------------- the mapping step
+# Every column of the uploaded file with a few of its values and a choice of campaign field, pre-filled from the
+# proposal (campaigns.importing.columns). Field names are stable (`column_0`, `column_1`, ... in the file's order)
+# so the step can be driven by a browser test.
+
+CHOICE_LABELS = {EXTRA: "Keep as an extra field (not sent)", IGNORE: "Ignore"}
+
+
+def field_choices(column_map: list[str]) -> list[tuple[str, str]]:
+    return [(name, name) for name in column_map] + list(CHOICE_LABELS.items())
+
+
+class ColumnMappingForm(forms.Form):
+    """The file stays in the upload's temporary storage between the steps; these hidden fields find it again."""
+
+    campaign = forms.ModelChoiceField(queryset=Campaign.objects.all(), widget=forms.HiddenInput)
+    import_file_name = forms.CharField(widget=forms.HiddenInput)
+    original_file_name = forms.CharField(widget=forms.HiddenInput)
+    format = forms.CharField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, campaign: Campaign, header: list[str], proposal: MappingProposal | None = None, **kw):
+        super().__init__(*args, **kw)
+        self.header = header
+        choices = field_choices(list(campaign.column_map))
+        for position, name in enumerate(header):
+            column = proposal.columns[position] if proposal else None
+            field = forms.ChoiceField(
+                label=name or f"(column {position + 1}, no header)",
+                choices=choices if name.strip() else [(IGNORE, CHOICE_LABELS[IGNORE])],
+                initial=column.field if column else IGNORE,
+                help_text=column.reason if column else "",
+            )
+            field.samples = column.samples if column else []
+            self.fields[f"column_{position}"] = field
+
+    def clean(self):
+        cleaned = super().clean()
+        chosen = [cleaned.get(f"column_{i}") for i in range(len(self.header))]
+        if "PhoneNumber" not in chosen:
+            raise forms.ValidationError("Choose the column that holds the phone numbers (PhoneNumber).")
+        twice = sorted({f for f in chosen if f not in (EXTRA, IGNORE, None) and chosen.count(f) > 1})
+        if twice:
+            raise forms.ValidationError(f"Each field can come from one column only: {', '.join(twice)} chosen twice.")
+        return cleaned
+
+    def column_choice(self) -> dict[str, str]:
+        """Header -> field for every column with a header: the services' shape."""
+        return {
+            name: self.cleaned_data[f"column_{position}"] for position, name in enumerate(self.header) if name.strip()
+        }
+
+
+def column_choice_from(text: str) -> dict[str, str]:
+    try:
+        choice = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return {str(k): str(v) for k, v in choice.items()} if isinstance(choice, dict) else {}
 
 
 class LeadImportExportMixin(ImportExportMixin):
@@ -114,11 +181,7 @@ class LeadImportExportMixin(ImportExportMixin):
     def get_confirm_form_initial(self, request, import_form):
         initial = super().get_confirm_form_initial(request, import_form)
         if import_form is not None:
-            campaign_id = import_form.cleaned_data["campaign"].pk
-            initial["campaign"] = campaign_id
-            initial["import_file_name"] = preview_token(
-                file_name=initial["import_file_name"], campaign_id=campaign_id, user_id=request.user.pk
-            )
+            initial["campaign"] = import_form.cleaned_data["campaign"].pk
         return initial
 
     def get_confirm_form_kwargs(self, request, import_form=None):
@@ -128,31 +191,20 @@ class LeadImportExportMixin(ImportExportMixin):
         return self.get_import_formats()[int(choice)]().get_title()
 
     def import_action(self, request, **kwargs):
+        """Upload, then the column-mapping step, then the preview (a dry run; in the background for a big file),
+        then Confirm. The file waits in the upload's temporary storage between the steps."""
         if not self.has_import_permission(request):
             raise PermissionDenied
-        form = self.create_import_form(request)
         context = self.get_import_context_data()
-        if request.method == "POST" and form.is_valid():
-            upload = form.cleaned_data["import_file"]
-            # The stock view's tmp storage, written chunk by chunk: its save() takes the whole file at once.
-            import_previews_sweep()
-            with tempfile.NamedTemporaryFile(prefix=IMPORT_PREVIEW_PREFIX, delete=False) as f:
-                for chunk in upload.chunks():
-                    f.write(chunk)
-            storage = TempFolderStorage(name=os.path.basename(f.name))
-            try:
-                context["report"] = lead_import_preview(
-                    campaign=form.cleaned_data["campaign"],
-                    path=storage.get_full_path(),
-                    file_name=upload.name,
-                    file_format=self._format_name(form.cleaned_data["format"]),
-                )
-            except ImportFileError as exc:
-                storage.remove()
-                form.add_error("import_file", str(exc))
-            else:
-                upload.tmp_storage_name = storage.name
-                context["confirm_form"] = self.create_confirm_form(request, import_form=form)
+        if request.method == "POST" and "column_mapping" in request.POST:
+            form = self.create_import_form(request)
+            response = self._mapped(request, context)
+            if response is not None:
+                return response
+        else:
+            form = self.create_import_form(request)
+            if request.method == "POST" and form.is_valid():
+                self._uploaded(request, form, context)
         context.update(
             self.admin_site.each_context(request),
             title="Import leads",
@@ -163,6 +215,114 @@ class LeadImportExportMixin(ImportExportMixin):
         )
         request.current_app = self.admin_site.name
         return TemplateResponse(request, [self.import_template_name], context)
+
+    def _uploaded(self, request, form, context) -> None:
+        """Step 1 -> 2: keep the upload, propose a field for every column."""
+        upload = form.cleaned_data["import_file"]
+        campaign = form.cleaned_data["campaign"]
+        # The stock view's tmp storage, written chunk by chunk: its save() takes the whole file at once.
+        import_previews_sweep()
+        with tempfile.NamedTemporaryFile(prefix=IMPORT_PREVIEW_PREFIX, delete=False) as f:
+            for chunk in upload.chunks():
+                f.write(chunk)
+        storage = TempFolderStorage(name=os.path.basename(f.name))
+        file_format = self._format_name(form.cleaned_data["format"])
+        try:
+            proposal, _estimate = lead_import_propose(
+                campaign=campaign, path=storage.get_full_path(), file_name=upload.name, file_format=file_format
+            )
+        except ImportFileError as exc:
+            storage.remove()
+            form.add_error("import_file", str(exc))
+            return
+        hidden = {
+            "campaign": campaign.pk,
+            "import_file_name": preview_token(file_name=storage.name, campaign_id=campaign.pk, user_id=request.user.pk),
+            "original_file_name": upload.name,
+            "format": form.cleaned_data["format"],
+        }
+        header = [c.header for c in proposal.columns]
+        context["mapping_form"] = ColumnMappingForm(initial=hidden, campaign=campaign, header=header, proposal=proposal)
+        context.update(proposal=proposal, phone_problem=proposal.phone_problem(), mapping_file_name=upload.name)
+
+    def _mapped(self, request, context):
+        """Step 2 -> 3: the operator's mapping; a preview now, or in the background for a big file."""
+        import_url = reverse("admin:campaigns_lead_import", current_app=self.admin_site.name)
+        # The file and the campaign come from the signed token, never from the form's other fields.
+        token = preview_token_read(request.POST.get("import_file_name", ""), user=request.user)
+        campaign = Campaign.objects.filter(pk=token["campaign"], is_active=True).first() if token else None
+        storage = TempFolderStorage(name=os.path.basename(token["file"])) if token else None
+        if campaign is None or not os.path.exists(storage.get_full_path()):
+            self.message_user(request, "The uploaded file is gone; upload it again.", messages.ERROR)
+            return redirect(import_url)
+        file_name = request.POST.get("original_file_name", "")
+        file_format = self._format_name(request.POST.get("format", "0"))
+        try:
+            proposal, estimate = lead_import_propose(
+                campaign=campaign, path=storage.get_full_path(), file_name=file_name, file_format=file_format
+            )
+        except ImportFileError as exc:
+            storage.remove()
+            self.message_user(request, str(exc), messages.ERROR)
+            return redirect(import_url)
+        header = [c.header for c in proposal.columns]
+        mapping_form = ColumnMappingForm(request.POST, campaign=campaign, header=header, proposal=proposal)
+        if not mapping_form.is_valid():
+            context.update(
+                mapping_form=mapping_form,
+                proposal=proposal,
+                phone_problem=proposal.phone_problem(),
+                mapping_file_name=file_name,
+            )
+            return None
+        choice = mapping_form.column_choice()
+        if estimate > settings.LEADHUB_IMPORT_BACKGROUND_ROWS:
+            try:
+                lead_import = lead_import_create(
+                    campaign=campaign,
+                    path=storage.get_full_path(),
+                    file_name=file_name,
+                    file_format=file_format,
+                    column_choice=choice,
+                    created_by=request.user,
+                    preview=True,
+                )
+            except ImportFileError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return redirect(import_url)
+            finally:
+                storage.remove()
+            lead_import_preview_start(lead_import=lead_import)
+            self.message_user(request, "The preview runs in the background; this page shows its progress.")
+            url = reverse("admin:campaigns_leadimport_change", args=[lead_import.pk], current_app=self.admin_site.name)
+            return redirect(url)
+        try:
+            context["report"] = lead_import_preview(
+                campaign=campaign,
+                path=storage.get_full_path(),
+                file_name=file_name,
+                file_format=file_format,
+                column_choice=choice,
+            )
+        except ImportFileError as exc:
+            context.update(
+                mapping_form=mapping_form, proposal=proposal, phone_problem=str(exc), mapping_file_name=file_name
+            )
+            return None
+        context["confirm_form"] = LeadConfirmImportForm(
+            initial={
+                "import_file_name": preview_token(
+                    file_name=storage.name, campaign_id=campaign.pk, user_id=request.user.pk
+                ),
+                "original_file_name": file_name,
+                "format": request.POST.get("format", "0"),
+                "resource": "0",
+                "campaign": campaign.pk,
+                "column_choice": json.dumps(choice),
+            }
+        )
+        context["preview_campaign"] = campaign
+        return None
 
     @method_decorator(require_POST)
     def process_import(self, request, **kwargs):
@@ -185,6 +345,7 @@ class LeadImportExportMixin(ImportExportMixin):
                 path=storage.get_full_path(),
                 file_name=form.cleaned_data["original_file_name"],
                 file_format=self._format_name(form.cleaned_data["format"]),
+                column_choice=column_choice_from(form.cleaned_data["column_choice"]),
                 created_by=request.user,
             )
         except ImportFileError as exc:

@@ -113,6 +113,10 @@ class LeadImport(models.Model):
     """One file imported into a campaign: who, when, what came of every row, and its progress."""
 
     class State(models.TextChoices):
+        # A big file's admin preview (a dry run) runs in the background: previewing, then previewed until the
+        # operator confirms it (-> pending) or leaves it.
+        PREVIEWING = "previewing"
+        PREVIEWED = "previewed"
         PENDING = "pending"
         RUNNING = "running"
         COMPLETED = "completed"
@@ -134,6 +138,10 @@ class LeadImport(models.Model):
     warnings = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True, help_text="[{line, reason}], capped; the file has all.")
     rejected_file = models.FileField(upload_to="imports/rejected/%Y/%m/", blank=True)
+    column_choice = models.JSONField(
+        default=dict, blank=True, help_text="The operator's mapping for this file: header -> campaign field."
+    )
+    preview = models.JSONField(default=dict, blank=True, help_text="A background preview's report, first rows only.")
     message = models.TextField(blank=True, help_text="A file-level problem, or the summary.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -144,6 +152,25 @@ class LeadImport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.file_name} → {self.campaign}"
+
+
+class ColumnMappingChoice(models.Model):
+    """The operator's last mapping of a file with this header into this campaign, offered again for the next such
+    file (a platform's export has the same header every time)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="column_mapping_choices")
+    header_signature = models.CharField(max_length=64, help_text="sha256 of the header's keys, in order.")
+    header = models.JSONField(default=list, help_text="The header as the file had it.")
+    mapping = models.JSONField(default=dict, help_text="Header key -> campaign field, 'extra' or 'ignore'.")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "header_signature"], name="column_mapping_per_header")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign}: {', '.join(self.header[:4])}"
 
 
 class LeadStatus(models.TextChoices):

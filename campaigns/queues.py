@@ -1,4 +1,4 @@
-"""The campaigns app's RQ queue and the one job it enqueues, named by dotted path so nothing imports jobs.py back."""
+"""The campaigns app's RQ queue and the jobs it enqueues, named by dotted path so nothing imports jobs.py back."""
 
 import django_rq
 from rq.exceptions import NoSuchJobError
@@ -6,6 +6,7 @@ from rq.job import Job, JobStatus
 
 IMPORTS_QUEUE = "imports"
 LEAD_IMPORT_RUN_JOB = "campaigns.jobs.lead_import_run_job"
+LEAD_IMPORT_PREVIEW_JOB = "campaigns.jobs.lead_import_preview_job"
 
 
 def lead_import_job_id(lead_import_id: int) -> str:
@@ -16,6 +17,12 @@ def lead_import_job_id(lead_import_id: int) -> str:
 def lead_import_run_enqueue(*, lead_import_id: int) -> None:
     django_rq.get_queue(IMPORTS_QUEUE).enqueue(
         LEAD_IMPORT_RUN_JOB, lead_import_id, job_id=lead_import_job_id(lead_import_id)
+    )
+
+
+def lead_import_preview_enqueue(*, lead_import_id: int) -> None:
+    django_rq.get_queue(IMPORTS_QUEUE).enqueue(
+        LEAD_IMPORT_PREVIEW_JOB, lead_import_id, job_id=f"lead-import-preview-{lead_import_id}"
     )
 
 

@@ -1,6 +1,6 @@
 """Read-only queries about campaigns and leads."""
 
-from campaigns.models import Campaign
+from campaigns.models import Campaign, ColumnMappingChoice
 
 
 class CampaignLookupError(LookupError):
@@ -15,3 +15,9 @@ def campaign_get_by_name(name: str) -> Campaign:
     if len(matches) > 1:
         raise CampaignLookupError(f"Several accounts have a campaign named {name!r}.")
     return matches[0]
+
+
+def column_mapping_remembered(*, campaign: Campaign, header_signature: str) -> dict[str, str]:
+    """Header key -> field: the operator's last mapping of a file with this header into this campaign, or {}."""
+    choice = ColumnMappingChoice.objects.filter(campaign=campaign, header_signature=header_signature).first()
+    return choice.mapping if choice else {}

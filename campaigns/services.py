@@ -15,14 +15,27 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns import queues
-from campaigns.importing.policy import ImportReport, map_columns
-from campaigns.importing.readers import ImportFileError, cell_text, detect_format, open_sheet
+from campaigns.importing.columns import MappingError, MappingProposal, header_signature, propose_mapping
+from campaigns.importing.policy import ImportReport
+from campaigns.importing.readers import ImportFileError, Sheet, cell_text, detect_format, open_sheet
 from campaigns.importing.writers import import_sheet
-from campaigns.models import DOMESTIC_BASE_URL, Campaign, CloudAgentAccount, Lead, LeadImport, new_callback_secret
+from campaigns.models import (
+    DOMESTIC_BASE_URL,
+    Campaign,
+    CloudAgentAccount,
+    ColumnMappingChoice,
+    Lead,
+    LeadImport,
+    new_callback_secret,
+)
 from campaigns.normalize import PhoneError, normalize_phone
+from campaigns.selectors import column_mapping_remembered
+from cloudagent.rules import header_key
 
 # LeadImport.errors keeps this many {line, reason}; the rejected-rows file has every one.
 IMPORT_ERRORS_KEPT = 200
+# Rows the column proposal reads to tell which columns hold phone numbers.
+MAPPING_SAMPLE_ROWS = 200
 
 
 # What, changed, deserves a fresh try after CloudAgent refused the account or the campaign: the refusal it may
@@ -185,35 +198,108 @@ class LeadImportError(Exception):
     """An import cannot do what was asked in its current state; the message is for the operator."""
 
 
+def _mapping_proposal(*, campaign: Campaign, sheet: Sheet, column_choice: dict[str, str] | None) -> MappingProposal:
+    remembered = column_mapping_remembered(campaign=campaign, header_signature=header_signature(sheet.header))
+    try:
+        return propose_mapping(
+            header=sheet.header,
+            sample_rows=sheet.peek(MAPPING_SAMPLE_ROWS),
+            column_map=campaign.column_map,
+            region=campaign.phone_region,
+            chosen=column_choice,
+            remembered=remembered,
+        )
+    except MappingError as exc:
+        raise ImportFileError(str(exc)) from None
+
+
+def lead_import_mapping(
+    *, campaign: Campaign, sheet: Sheet, column_choice: dict[str, str] | None = None
+) -> MappingProposal:
+    """Which column becomes which field (campaigns.importing.columns): the operator's choice for this file, else their
+    last mapping of a file with this header, the campaign's map, a known export, the aliases and the columns'
+    content. Raises ImportFileError when the choice names nothing or no phone column can be decided."""
+    proposal = _mapping_proposal(campaign=campaign, sheet=sheet, column_choice=column_choice)
+    if problem := proposal.phone_problem():
+        raise ImportFileError(problem)
+    return proposal
+
+
+def lead_import_propose(
+    *, campaign: Campaign, path: str | Path, file_name: str, file_format: str = ""
+) -> tuple[MappingProposal, int]:
+    """The admin's mapping step: the proposal for every column and the file's estimated rows. An undecided phone
+    column is no error here (the operator decides); an unreadable file is."""
+    with open_sheet(path, detect_format(file_name, file_format)) as sheet:
+        return _mapping_proposal(campaign=campaign, sheet=sheet, column_choice=None), sheet.rows_estimate
+
+
+def column_mapping_remember(*, campaign: Campaign, mapping: MappingProposal) -> None:
+    """Keep the operator's mapping of this header for the next file with it (the columns without a header have no
+    key to remember them by)."""
+    header = [c.header for c in mapping.columns]
+    ColumnMappingChoice.objects.update_or_create(
+        campaign=campaign,
+        header_signature=header_signature(header),
+        defaults={
+            "header": header,
+            "mapping": {header_key(c.header): c.field for c in mapping.columns if header_key(c.header)},
+            "updated_at": timezone.now(),
+        },
+    )
+
+
 def lead_import_preview(
     *,
     campaign: Campaign,
     path: str | Path,
     file_name: str,
     file_format: str = "",
+    column_choice: dict[str, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
     """A dry run over the whole file: every row is checked and looked up in the campaign, and nothing is written,
     not even an import record. Raises ImportFileError for a problem with the file as a whole."""
     with open_sheet(path, detect_format(file_name, file_format)) as sheet:
-        return import_sheet(campaign=campaign, sheet=sheet, dry_run=True, progress=progress)
+        mapping = lead_import_mapping(campaign=campaign, sheet=sheet, column_choice=column_choice)
+        return import_sheet(campaign=campaign, sheet=sheet, mapping=mapping, dry_run=True, progress=progress)
 
 
 def lead_import_create(
-    *, campaign: Campaign, path: str | Path, file_name: str, file_format: str = "", created_by=None
+    *,
+    campaign: Campaign,
+    path: str | Path,
+    file_name: str,
+    file_format: str = "",
+    column_choice: dict[str, str] | None = None,
+    created_by=None,
+    preview: bool = False,
 ) -> LeadImport:
     """The import's record, with its own copy of the file: the admin's temporary upload or the CLI's path may be
-    gone before a background job reads it. The header is checked first, so a file-level problem raises
-    ImportFileError with nothing written. `rows` starts as an estimate (for the progress bar) and ends exact."""
+    gone before a background job reads it. The columns are mapped first, so a file-level problem raises
+    ImportFileError with nothing written; an operator's choice of columns is kept with the import (a background
+    run reads it) and remembered for the next file with this header. `rows` starts as an estimate (for the
+    progress bar) and ends exact. With `preview`, the import waits for its background preview and the
+    operator's confirmation (lead_import_preview_start, lead_import_confirm)."""
     fmt = detect_format(file_name, file_format)
     with open_sheet(path, fmt) as sheet:
-        map_columns(sheet.header, campaign.column_map)
+        mapping = lead_import_mapping(campaign=campaign, sheet=sheet, column_choice=column_choice)
         estimate = sheet.rows_estimate
     name = Path(file_name).name
-    lead_import = LeadImport(campaign=campaign, file_name=name, file_format=fmt, created_by=created_by, rows=estimate)
+    lead_import = LeadImport(
+        campaign=campaign,
+        file_name=name,
+        file_format=fmt,
+        created_by=created_by,
+        rows=estimate,
+        column_choice=column_choice or {},
+        state=LeadImport.State.PREVIEWING if preview else LeadImport.State.PENDING,
+    )
     with open(path, "rb") as f:
         lead_import.file.save(name, File(f), save=False)
     lead_import.save()
+    if column_choice:
+        column_mapping_remember(campaign=campaign, mapping=mapping)
     return lead_import
 
 
@@ -225,6 +311,77 @@ def lead_import_start(*, lead_import: LeadImport) -> bool:
         return False
     transaction.on_commit(lambda: queues.lead_import_run_enqueue(lead_import_id=lead_import.pk))
     return True
+
+
+def lead_import_preview_start(*, lead_import: LeadImport) -> None:
+    """A big file's preview goes to the "imports" queue once the record is committed: a dry run of millions of
+    rows does not fit in a web request."""
+    transaction.on_commit(lambda: queues.lead_import_preview_enqueue(lead_import_id=lead_import.pk))
+
+
+def lead_import_preview_run(*, lead_import: LeadImport) -> ImportReport:
+    """The dry run of a stored import, with progress on the record like a real run; its report (first rows only)
+    is kept on the record for the admin to show beside Confirm."""
+    claimed = LeadImport.objects.filter(
+        pk=lead_import.pk, state=LeadImport.State.PREVIEWING, started_at__isnull=True
+    ).update(started_at=timezone.now())
+    if not claimed:
+        raise LeadImportError(f"Import {lead_import.pk} has no preview waiting to run.")
+    previewing = LeadImport.objects.filter(pk=lead_import.pk, state=LeadImport.State.PREVIEWING)
+    try:
+        with open_sheet(lead_import.file.path, lead_import.file_format) as sheet:
+            mapping = lead_import_mapping(
+                campaign=lead_import.campaign, sheet=sheet, column_choice=lead_import.column_choice
+            )
+            report = import_sheet(
+                campaign=lead_import.campaign,
+                sheet=sheet,
+                mapping=mapping,
+                dry_run=True,
+                progress=lambda lines, expected: previewing.update(rows_processed=lines, rows=expected),
+            )
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, ImportFileError) else f"The preview stopped on an error: {exc!r}"
+        previewing.update(state=LeadImport.State.FAILED, message=message, finished_at=timezone.now())
+        raise
+    previewing.update(
+        state=LeadImport.State.PREVIEWED,
+        rows_processed=report.rows,
+        rows=report.rows,
+        preview=report_summary(report),
+        message=f"Preview: {lead_import_summary(report)}",
+        started_at=None,
+    )
+    lead_import.refresh_from_db()
+    return report
+
+
+def report_summary(report: ImportReport, rows_kept: int = 100) -> dict:
+    """A report as JSON for the record: complete counts, the first rows of each kind."""
+    return {
+        **report.counts(),
+        "header": report.header,
+        "columns": report.columns,
+        "profile": report.profile,
+        "mapped": [list(m) for m in report.mapped],
+        **{
+            kind: [list(item) for item in getattr(report, kind)[:rows_kept]]
+            for kind in ("new_rows", "updated_rows", "duplicate_rows", "rejected_rows", "warning_list")
+        },
+    }
+
+
+def lead_import_confirm(*, lead_import: LeadImport) -> bool:
+    """The operator confirms a previewed import: it runs like any other (now, or in the background when large).
+    Returns True when it went to the background."""
+    confirmed = LeadImport.objects.filter(pk=lead_import.pk, state=LeadImport.State.PREVIEWED).update(
+        state=LeadImport.State.PENDING, rows_processed=0, preview={}, message=""
+    )
+    if not confirmed:
+        lead_import.refresh_from_db(fields=["state"])
+        raise LeadImportError(f"Only a previewed import can be confirmed; this one is {lead_import.state}.")
+    lead_import.refresh_from_db()
+    return lead_import_start(lead_import=lead_import)
 
 
 def lead_import_resume(*, lead_import: LeadImport) -> bool:
@@ -241,6 +398,27 @@ def lead_import_resume(*, lead_import: LeadImport) -> bool:
         raise LeadImportError(f"Only a failed or stopped import can be resumed; this one is {lead_import.state}.")
     lead_import.refresh_from_db()
     return lead_import_start(lead_import=lead_import)
+
+
+def lead_imports_resume_stopped(*, older_than: timedelta = timedelta(minutes=1)) -> int:
+    """Background imports whose RQ job is gone (a worker killed outright, or Redis come back empty): start the
+    pending ones again and resume the running ones from their stored file. The import row is the record of
+    the work; the job was only a way to run it. Returns how many were restarted."""
+    stopped = LeadImport.objects.filter(
+        state__in=[LeadImport.State.PENDING, LeadImport.State.RUNNING],
+        rows__gt=settings.LEADHUB_IMPORT_BACKGROUND_ROWS,
+        created_at__lt=timezone.now() - older_than,
+    ).select_related("campaign")
+    restarted = 0
+    for lead_import in stopped:
+        if queues.lead_import_job_alive(lead_import_id=lead_import.pk):
+            continue
+        if lead_import.state == LeadImport.State.PENDING:
+            lead_import_start(lead_import=lead_import)
+        else:
+            lead_import_resume(lead_import=lead_import)
+        restarted += 1
+    return restarted
 
 
 def lead_import_run(*, lead_import: LeadImport, progress: Callable[[int, int], None] | None = None) -> ImportReport:
@@ -267,9 +445,13 @@ def lead_import_run(*, lead_import: LeadImport, progress: Callable[[int, int], N
         ):
             writer = csv.writer(rejected)
             writer.writerow([*sheet.header, "line", "reason"])
+            mapping = lead_import_mapping(
+                campaign=lead_import.campaign, sheet=sheet, column_choice=lead_import.column_choice
+            )
             report = import_sheet(
                 campaign=lead_import.campaign,
                 sheet=sheet,
+                mapping=mapping,
                 dry_run=False,
                 lead_import_id=lead_import.pk,
                 on_reject=lambda line, cells, reason: writer.writerow([*map(cell_text, cells), line, reason]),

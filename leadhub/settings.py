@@ -153,7 +153,7 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 20_000
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600} for name in ("default", "push", "callbacks", "imports")}
+RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600} for name in ("default", "callbacks", "imports")}
 RQ_SHOW_ADMIN_LINK = True
 # django-import-export allows import and export to anyone with the admin when these are unset.
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "import"
@@ -194,11 +194,15 @@ CLOUDAGENT_FETCH_ALLOW_NETWORKS = [
 ]
 # CloudAgent's startDateTime/endDateTime carry no zone.
 CLOUDAGENT_TIME_ZONE = os.environ.get("CLOUDAGENT_TIME_ZONE", "Asia/Kolkata")
-# One dispatcher per account holds a Redis lease; a killed worker's lease lapses after this long and its
-# half-sent batch is recovered.
+# Each account is served by one dispatch process at a time, through a lease in the database; a killed
+# process's leases lapse after this long and its half-sent batches are recovered.
 LEADHUB_DISPATCH_LEASE_SECONDS = env_float("LEADHUB_DISPATCH_LEASE_SECONDS", 30)
-# A dispatcher hands over to a fresh job after this long, so no job outlives RQ's timeout or a deploy.
-LEADHUB_DISPATCH_MAX_SECONDS = env_float("LEADHUB_DISPATCH_MAX_SECONDS", 600)
+# How often a dispatch process looks in the database for accounts with new batches, and renews its leases.
+LEADHUB_DISPATCH_POLL_SECONDS = env_float("LEADHUB_DISPATCH_POLL_SECONDS", 1)
+# Sends in flight at once per dispatch process (each send is one HTTP request of up to 500 rows).
+LEADHUB_DISPATCH_THREADS = env_int("LEADHUB_DISPATCH_THREADS", 8)
+# How often every dispatch process resumes unfinished work found in the database (callbacks, failed files,
+# imports) — and the longest a push waits after Redis came back empty.
 LEADHUB_WATCHDOG_SECONDS = env_float("LEADHUB_WATCHDOG_SECONDS", 60)
 # A push of more leads than this is cut into batches by a background job, so the admin answers at once.
 LEADHUB_PUSH_INLINE_LEADS = env_int("LEADHUB_PUSH_INLINE_LEADS", 20_000)

@@ -1,9 +1,14 @@
-"""A health check for load balancers and uptime monitors: the app answers only if its database and Redis do."""
+"""A health check for load balancers and uptime monitors: the app answers only if its database and Redis do.
+
+It also says whether pushing is moving (`dispatch`), and if not why; a stalled dispatch does not turn the answer
+into a 503, since the web app itself is fine and a load balancer must keep sending it traffic."""
 
 import redis
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+
+from uploads.selectors import dispatch_health
 
 
 def healthz(request):
@@ -20,4 +25,8 @@ def healthz(request):
     except redis.RedisError as exc:
         checks["redis"] = f"error: {type(exc).__name__}"
     healthy = all(value == "ok" for value in checks.values())
+    if checks["database"] == "ok":
+        dispatch = dispatch_health()
+        checks["dispatch"] = "stalled" if dispatch["stalled"] else "ok"
+        checks["dispatch_detail"] = dispatch
     return JsonResponse(checks, status=200 if healthy else 503)

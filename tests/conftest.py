@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.importing",
     "tests.fixtures.callbacks",
     "tests.fixtures.push",
+    "tests.fixtures.dispatch",
 ]

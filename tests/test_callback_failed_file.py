@@ -348,3 +348,34 @@ def test_redirects_are_followed_only_to_urls_that_pass_the_same_checks(completed
     escaping.refresh_from_db()
     assert "redirects to a URL refused: host '10.0.0.1'" in escaping.attention
     assert set(lead_statuses(escaping).values()) == {Lead.Status.UNCONFIRMED}
+
+
+@pytest.mark.parametrize("wording", ["Duplicate PhoneNumber", "Number Already Exist", "duplicate number"])
+def test_on_a_resent_batch_any_duplicate_wording_means_cloudagent_holds_the_lead(
+    post_callback,
+    make_upload_transaction,
+    file_server,
+    run_callbacks_jobs,
+    callbacks_queue,
+    django_capture_on_commit_callbacks,
+    wording,
+):
+    """A batch re-sent with checkDuplicate=true after an ambiguous attempt: V4 calls the numbers the first
+    attempt delivered "Duplicate PhoneNumber", older APIs "Number Already Exist". Either way they are in the
+    dialer; the exact wording is kept. A DND refusal in the same file is still a failure."""
+    upload_transaction = make_upload_transaction(3, ambiguous_attempts=1)
+    phones = national(upload_transaction)
+    content = f"PhoneNumber,Name,Reason\n{phones[0]},Lead 0,{wording}\n{phones[1]},Lead 1,{DND}\n".encode()
+    data = callback_data(upload_transaction.transaction_id, rows=3, numbersProcessed="1", numbersNotProcessed="2")
+    data["failedFilePath"] = file_server.serve("/bucket/resent.csv", content)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_callback(*callback_body(data, "json-object")).status_code == 200
+
+    run_callbacks_jobs()
+
+    statuses = lead_statuses(upload_transaction)
+    reasons = dict(upload_transaction.leads.values_list("phone_number", "status_reason"))
+    assert [statuses["+91" + p] for p in phones] == ["uploaded", "failed", "uploaded"]
+    assert "earlier attempt" in reasons["+91" + phones[0]] and wording in reasons["+91" + phones[0]]
+    upload_transaction.refresh_from_db()
+    assert upload_transaction.attention == "", "the counts agree: one failed, one held"

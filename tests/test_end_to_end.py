@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from campaigns.models import Lead
-from uploads import dispatcher
+from tests.fixtures.push import dispatch
 from uploads.models import CallbackEvent, UploadTransaction
 from uploads.services import leads_push
 
@@ -48,7 +48,7 @@ def test_push_callback_and_statuses_for_every_callback_shape(
     message = push_from_admin(admin_client, campaign)
     assert "Queued 10 lead(s) in 3 batch(es)" in message
 
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
     live_push.process_now()
     run_callbacks_jobs()
 
@@ -70,7 +70,7 @@ def test_a_callback_that_beats_the_synchronous_answer_is_applied_once_the_batch_
     live_push.configure(callback_before_response=True, duplicate_callbacks=2)
     make_leads(3)
     leads_push(leads=Lead.objects.filter(campaign=campaign))
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
     live_push.process_now()
 
     batch = UploadTransaction.objects.get()
@@ -89,7 +89,7 @@ def test_a_batch_resent_after_a_lost_answer_ends_uploaded_not_failed_as_duplicat
     leads_push(leads=Lead.objects.filter(campaign=campaign))
     live_push.force_fault("drop", 1)
 
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
     live_push.process_now()
     run_callbacks_jobs()
 

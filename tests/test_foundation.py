@@ -438,9 +438,15 @@ def test_the_admin_front_page_is_a_dashboard(admin_client, campaign, make_leads,
 
 def test_healthz_answers_for_the_database_and_redis(client, settings):
     healthy = client.get(reverse("healthz"))
-    assert (healthy.status_code, healthy.json()) == (200, {"database": "ok", "redis": "ok"})
+    assert healthy.status_code == 200
+    assert {key: healthy.json()[key] for key in ("database", "redis", "dispatch")} == {
+        "database": "ok",
+        "redis": "ok",
+        "dispatch": "ok",
+    }
 
     settings.REDIS_URL = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
     broken = client.get(reverse("healthz"))
     assert broken.status_code == 503
-    assert broken.json() == {"database": "ok", "redis": "error: ConnectionError"}
+    assert (broken.json()["database"], broken.json()["redis"]) == ("ok", "error: ConnectionError")
+    assert "Redis unreachable" in " ".join(broken.json()["dispatch_detail"]["stalled"])

@@ -22,9 +22,25 @@ CONFIRM_URL = reverse("admin:campaigns_lead_process_import")
 CSV_FORMAT = "0"  # LeadAdmin.import_formats[0]
 
 
-def upload(client, campaign, path, fmt=CSV_FORMAT):
+def upload_file(client, campaign, path, fmt=CSV_FORMAT):
+    """Step 1: the upload, answered by the column-mapping step."""
     with path.open("rb") as f:
         return client.post(IMPORT_URL, {"campaign": campaign.pk, "format": fmt, "resource": "0", "import_file": f})
+
+
+def mapping_data(step, **choices) -> dict:
+    """The mapping step's form as the operator submits it: the pre-filled fields, `column_N=FIELD` changed."""
+    form = step.context["mapping_form"]
+    data = {name: form.initial.get(name, field.initial) for name, field in form.fields.items()}
+    return {**data, **choices, "column_mapping": "1"}
+
+
+def upload(client, campaign, path, fmt=CSV_FORMAT, **choices):
+    """Upload, keep (or change) the proposed mapping: the preview."""
+    step = upload_file(client, campaign, path, fmt)
+    if "mapping_form" not in step.context:
+        return step
+    return client.post(IMPORT_URL, mapping_data(step, **choices))
 
 
 def confirm(client, preview):
@@ -130,14 +146,29 @@ def test_a_large_file_runs_in_the_background_with_progress(
     monkeypatch.setattr(campaigns.services, "import_sheet", watched)
     path = lead_file([[f"98765432{i:02d}", f"Lead {i}", "", ""] for i in range(25)])
 
+    # A big file's preview runs in the background too, with progress, then waits for Confirm on the import's page.
     with django_capture_on_commit_callbacks(execute=True):
-        done = confirm(admin_client, upload(admin_client, campaign, path))
-
+        previewing = upload(admin_client, campaign, path)
     lead_import = LeadImport.objects.get()
+    assert previewing.url == reverse("admin:campaigns_leadimport_change", args=[lead_import.pk])
+    assert lead_import.state == "previewing"
+    page = admin_client.get(previewing.url).content.decode()
+    assert 'http-equiv="refresh"' in page and "The preview is running in the background" in page
+    queue = django_rq.get_queue("imports")
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    lead_import.refresh_from_db()
+    assert (lead_import.state, lead_import.preview["imported"]) == ("previewed", 25)
+    page = admin_client.get(previewing.url).content.decode()
+    assert 'http-equiv="refresh"' not in page and "Confirm import" in page and "<td>Lead 0</td>" in page
+    assert not Lead.objects.exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        done = admin_client.post(reverse("admin:campaigns_leadimport_confirm", args=[lead_import.pk]))
+
+    lead_import.refresh_from_db()
     assert (lead_import.state, lead_import.rows) == ("pending", 25)
     page = admin_client.get(done.url).content.decode()
     assert 'http-equiv="refresh"' in page and 'value="0"' in page
-    queue = django_rq.get_queue("imports")
     assert queue.count == 1 and not Lead.objects.exists()
 
     SimpleWorker([queue], connection=queue.connection).work(burst=True)

@@ -34,6 +34,8 @@ def test_json_output(campaign, make_leads, lead_file, import_media):
         "warnings": 1,
         "errors": [{"line": 4, "reason": "'nope' is not a phone number"}],
         "import_id": lead_import.pk,
+        "profile": "",
+        "columns": {"Phone": "PhoneNumber", "Name": "Name", "Priority": "Priority", "ExpiryDate": "ExpiryDate"},
     }
     assert Lead.objects.get(phone_number="+919876543210").lead_import == lead_import
 

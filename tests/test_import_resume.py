@@ -1,11 +1,17 @@
 """An import stopped by a crash half-way resumes from its stored file: nothing written twice, no row lost."""
 
+from datetime import timedelta
+
+import django_rq
 import pytest
 from django.urls import reverse
+from django.utils import timezone
+from rq import SimpleWorker
 
 from campaigns.importing import writers
 from campaigns.models import Lead, LeadImport
 from campaigns.services import LeadImportError, lead_import_create, lead_import_resume, lead_import_run
+from uploads.dispatcher import unfinished_work_resume
 
 pytestmark = pytest.mark.django_db
 
@@ -68,3 +74,23 @@ def test_resume_from_the_admin(admin_client, stopped_import):
     assert "Import resumed" in " ".join(str(m) for m in done.context["messages"])
     stopped_import.refresh_from_db()
     assert stopped_import.state == LeadImport.State.COMPLETED
+
+
+def test_the_recovery_sweep_restarts_a_background_import_whose_job_is_gone(
+    stopped_import, settings, redis_conn, django_capture_on_commit_callbacks
+):
+    """The worker running it died, or Redis came back empty: the import row says it is running, no job does."""
+    settings.LEADHUB_IMPORT_BACKGROUND_ROWS = 5
+    LeadImport.objects.filter(pk=stopped_import.pk).update(
+        state=LeadImport.State.RUNNING, created_at=timezone.now() - timedelta(minutes=5)
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert unfinished_work_resume()["imports_resumed"] == 1
+
+    imports_queue = django_rq.get_queue("imports")
+    assert [job.args for job in imports_queue.jobs] == [(stopped_import.pk,)]
+    assert unfinished_work_resume().get("imports_resumed") is None, "its job is alive now: not restarted twice"
+    django_rq.get_worker("imports", worker_class=SimpleWorker).work(burst=True)  # in this test's transaction
+    stopped_import.refresh_from_db()
+    assert stopped_import.state == LeadImport.State.COMPLETED and stopped_import.imported == 35

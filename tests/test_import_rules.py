@@ -7,6 +7,7 @@ import openpyxl
 import pytest
 from django.utils import timezone
 
+from campaigns.importing import writers
 from campaigns.importing.readers import ImportFileError
 from campaigns.models import Campaign, Lead, LeadImport
 from campaigns.services import lead_import_create, lead_import_preview, lead_import_run
@@ -379,3 +380,35 @@ def test_rejected_rows_are_kept_in_a_file_ready_to_fix_and_reimport(campaign, le
         out.write(f.read().replace(b"bad", b"9876543219").replace(b",500,", b",5,"))
     _, again = run_import(campaign, import_media / "fixed.csv")
     assert (again.imported, again.rejected, again.warnings) == (2, 250, 2)
+
+
+def test_a_big_file_is_checked_in_a_child_process_with_the_same_outcome(campaign, lead_file, monkeypatch):
+    """Rows checked in a child (a big file) give the report rows checked here give: repeats across chunks,
+    rejections and warnings included."""
+    rows = [["98765 43210", "Zoë", "", ""], ["bad", "B", "", ""], ["+91 98765 43210", "C", "", ""]]
+    rows += [[f"98765{i:05d}", f"N{i}", "5", ""] for i in range(20)] + [["9876500003", "again", "", ""]]
+    path = lead_file(rows)
+
+    def outcome():
+        report = lead_import_preview(campaign=campaign, path=path, file_name=path.name)
+        return report.counts(), report.duplicate_rows, report.rejected_rows, report.warning_list, report.new_rows
+
+    monkeypatch.setattr(writers, "CHUNK_ROWS", 4)
+    inline = outcome()
+    monkeypatch.setattr(writers, "PARALLEL_ROWS", 1)
+    assert outcome() == inline
+    counts, duplicates, rejected, warnings, _new = inline
+    assert counts["rows"] == 24 and counts["rejected"] == 1 and counts["imported"] == 21
+    assert [(line, reason) for line, _phone, reason in duplicates] == [(4, "repeats line 2"), (25, "repeats line 8")]
+    assert [line for line, _reason, _cells in rejected] == [3]
+    assert warnings == [(2, "Name 'Zoë' is sent as 'Zoe'")]
+
+
+def test_a_big_file_checked_in_a_child_is_written_whole(campaign, lead_file, import_media, monkeypatch):
+    monkeypatch.setattr(writers, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(writers, "PARALLEL_ROWS", 1)
+    rows = [[f"98765{i % 40:05d}", f"N{i}", "", ""] for i in range(50)] + [["12", "short", "", ""]]
+    _lead_import, report = run_import(campaign, lead_file(rows))
+    assert (report.imported, report.duplicates, report.rejected) == (40, 10, 1)
+    assert Lead.objects.filter(campaign=campaign).count() == 40
+    assert report.duplicate_rows[0] == (42, "+919876500000", "repeats line 2")

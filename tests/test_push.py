@@ -4,15 +4,10 @@ Real Redis and the emulator over HTTP, with the limits shrunk (tests/fixtures/pu
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from datetime import timedelta
 
 import django_rq
 import pytest
-import redis
 from django.conf import settings
 from django.core.management import call_command
 from django.urls import reverse
@@ -21,9 +16,9 @@ from rq import SimpleWorker
 
 from campaigns.models import Campaign, CloudAgentAccount, Lead
 from tests.fixtures.core import LoopbackHTTPServer, QuietHandler
-from tests.fixtures.push import subprocess_env
-from uploads import dispatcher, queues, services
-from uploads.jobs import push_watchdog_job
+from tests.fixtures.push import dispatch
+from uploads import services
+from uploads.dispatcher import unfinished_work_resume
 from uploads.models import CallbackEvent, PushRequest, PushRequestLead, UploadTransaction
 from uploads.ratelimit import account_pacer
 from uploads.services import leads_push, leads_push_request, upload_transactions_repush
@@ -63,7 +58,7 @@ def test_a_push_is_cut_into_batches_of_500_and_every_lead_reaches_cloudagent_onc
     assert all(b.state == UploadTransaction.State.PENDING for b in batches)
     assert Lead.objects.filter(status=Lead.Status.QUEUED).count() == 1201
 
-    report = dispatcher.account_dispatch(account_id=push_account.pk)
+    report = dispatch(account_id=push_account.pk)
 
     assert report.outcomes == {"queued": 3}
     sent = requests_seen(push_emulator, "Demo_Outbound")
@@ -97,7 +92,7 @@ def test_leads_our_checks_refuse_become_invalid_and_take_no_slot(push_account, m
     too_long.refresh_from_db()
     assert too_long.status == Lead.Status.INVALID and "2000" in too_long.status_reason
     assert too_long.upload_transaction is None
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
     assert sorted(emulator_phones(push_emulator, "Demo_Notes")) == sorted([fits.phone_number[3:], ok.phone_number[3:]])
 
 
@@ -125,7 +120,7 @@ def test_a_rate_limit_answer_is_retried_in_the_next_slot_and_counted(push_accoun
     push_all(campaign)
     push_emulator.force_fault("rate_limit", 1)
 
-    report = dispatcher.account_dispatch(account_id=push_account.pk)
+    report = dispatch(account_id=push_account.pk)
 
     batch = UploadTransaction.objects.get()
     assert report.outcomes == {"rate_limited": 1, "queued": 1}
@@ -138,7 +133,7 @@ def test_a_server_error_backs_off_and_is_resent_with_check_duplicate(push_accoun
     push_all(campaign)
     push_emulator.force_fault("error", 1)
 
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
 
     batch = UploadTransaction.objects.get()
     assert (batch.state, batch.attempts, batch.ambiguous_attempts) == (UploadTransaction.State.QUEUED, 2, 1)
@@ -154,7 +149,7 @@ def test_a_dropped_connection_is_resent_with_check_duplicate_and_nothing_doubles
     push_all(campaign)
     push_emulator.force_fault("drop", 1)
 
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
 
     batch = UploadTransaction.objects.get()
     assert (batch.state, batch.ambiguous_attempts) == (UploadTransaction.State.QUEUED, 1)
@@ -167,7 +162,7 @@ def test_transient_errors_give_up_after_max_attempts(push_account, campaign, mak
     push_all(campaign)
     push_emulator.force_fault("error", settings.CLOUDAGENT_MAX_ATTEMPTS)
 
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
 
     batch = UploadTransaction.objects.get()
     assert batch.state == UploadTransaction.State.ERROR and batch.attempts == settings.CLOUDAGENT_MAX_ATTEMPTS
@@ -182,7 +177,7 @@ def test_an_unreachable_provider_is_not_ambiguous(account, campaign, make_leads,
     make_leads(5)
     push_all(campaign)
 
-    dispatcher.account_dispatch(account_id=account.pk)
+    dispatch(account_id=account.pk)
 
     batch = UploadTransaction.objects.get()
     assert (batch.state, batch.ambiguous_attempts) == (UploadTransaction.State.ERROR, 0)
@@ -199,7 +194,7 @@ def test_bad_credentials_end_every_waiting_batch_and_flag_the_account(
     make_leads(30)
     assert push_all(campaign)["batches"] == 3
 
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
 
     assert len(requests_seen(push_emulator)) == 1, "one refusal is enough to know the others would be refused"
     assert set(UploadTransaction.objects.values_list("state", flat=True)) == {UploadTransaction.State.ERROR}
@@ -219,7 +214,7 @@ def test_an_unknown_campaign_is_flagged_and_its_leads_can_be_pushed_again(
     make_leads(5)
     push_all(campaign)
 
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
 
     campaign.refresh_from_db()
     assert campaign.problem == "Invalid Campaign Name"
@@ -228,7 +223,7 @@ def test_an_unknown_campaign_is_flagged_and_its_leads_can_be_pushed_again(
     campaign.save()
     again = push_all(campaign)
     assert again["leads"] == 5, "failed leads are pushable once the operator fixed the cause"
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
     assert Lead.objects.filter(status=Lead.Status.SENT).count() == 5
     campaign.refresh_from_db()
     assert campaign.problem == ""
@@ -242,7 +237,7 @@ def test_campaigns_sharing_an_account_take_turns(push_account, campaign, make_le
     push_all(campaign)
     push_all(second)
 
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
 
     order = [r["campaign"] for r in requests_seen(push_emulator)]
     assert order == ["Demo_Outbound", "Demo_Second"] * 2 + ["Demo_Outbound"] * 2
@@ -258,65 +253,11 @@ def test_a_lead_is_never_in_two_live_batches(push_account, campaign, make_leads)
     assert UploadTransaction.objects.count() == 1
 
 
-def test_a_dispatcher_killed_mid_send_is_recovered_without_losing_or_doubling_leads(
-    push_account, campaign, make_leads, push_emulator
-):
-    make_leads(25)
-    push_all(campaign)
-    push_emulator.force_fault("slow", 1)
-    code = (
-        "import django; django.setup(); from uploads.dispatcher import account_dispatch; "
-        f"account_dispatch(account_id={push_account.pk})"
-    )
-    # A lease long enough that a slow machine cannot let it lapse between the kill and the check below.
-    env = {**subprocess_env(), "LEADHUB_DISPATCH_LEASE_SECONDS": "4"}
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=settings.BASE_DIR, env=env)
-    try:
-        push_emulator.wait_for(lambda snapshot: len(snapshot["requests"]) == 1, timeout=20)
-        assert UploadTransaction.objects.get().state == UploadTransaction.State.SENDING
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
-
-    assert dispatcher.account_dispatch(account_id=push_account.pk).busy, "the dead worker's lease has not lapsed"
-    deadline = time.monotonic() + 15
-    while queues.lease_held(push_account.pk) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    report = dispatcher.account_dispatch(account_id=push_account.pk)
-
-    assert report.recovered == 1 and report.outcomes == {"queued": 1}
-    batch = UploadTransaction.objects.get()
-    assert (batch.state, batch.ambiguous_attempts) == (UploadTransaction.State.QUEUED, 1)
-    assert requests_seen(push_emulator)[-1]["fields"]["checkDuplicate"] == "true"
-    phones = emulator_phones(push_emulator, "Demo_Outbound")
-    assert len(phones) == len(set(phones)) == 25
-    assert Lead.objects.filter(status=Lead.Status.SENT).count() == 25
-
-
-def test_the_watchdog_restarts_dispatch_for_orphaned_batches(push_account, campaign, make_leads, redis_conn):
-    make_leads(5)
-    push_all(campaign)
-    push_queue = django_rq.get_queue("push")
-    push_queue.empty()  # the worker that took the dispatcher job died with it
-    UploadTransaction.objects.update(state=UploadTransaction.State.SENDING)
-
-    started = dispatcher.push_watchdog()
-
-    assert started == [push_account.pk]
-    queued = push_queue.jobs
-    assert [job.func_name for job in queued] == ["uploads.jobs.account_dispatch_job"]
-    assert queued[0].args == (push_account.pk,)
-
-
-def test_dispatch_jobs_run_by_a_real_worker(push_account, campaign, make_leads, push_emulator, redis_conn):
-    """The path production takes: the push enqueues on commit, an RQ worker runs the dispatcher."""
+def test_run_dispatcher_until_idle_sends_every_batch(push_account, campaign, make_leads, push_emulator):
+    """The path production takes: the push only writes batches; a dispatch process finds them in the database."""
     make_leads(15)
-    push_all(campaign)  # outside a transaction here, so on_commit ran: a job is queued
-    assert len(django_rq.get_queue("push").jobs) == 1
-    worker = django_rq.get_worker("push")
-    worker.work(burst=True)
+    push_all(campaign)
+    call_command("run_dispatcher", "--until-idle", stdout=open(os.devnull, "w"))  # noqa: SIM115
     assert Lead.objects.filter(status=Lead.Status.SENT).count() == 15
 
 
@@ -325,7 +266,7 @@ def test_repush_sends_the_leads_of_an_overdue_batch_again_with_check_duplicate(
 ):
     make_leads(5)
     push_all(campaign)
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
     waiting = UploadTransaction.objects.filter(pk=UploadTransaction.objects.get().pk)
 
     assert upload_transactions_repush(batches=waiting).leads == 0, "its callback is not overdue yet"
@@ -334,7 +275,7 @@ def test_repush_sends_the_leads_of_an_overdue_batch_again_with_check_duplicate(
     summary = upload_transactions_repush(batches=waiting)
 
     assert summary.leads == 5
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
     assert requests_seen(push_emulator)[-1]["fields"]["checkDuplicate"] == "true"
     assert Lead.objects.filter(status=Lead.Status.SENT).exclude(upload_transaction=waiting.get()).count() == 5
     assert UploadTransaction.objects.order_by("pk").last().options["resend"] is True
@@ -365,10 +306,7 @@ def test_repush_action_in_the_admin_takes_only_what_the_operator_can_act_on(
     assert Lead.objects.filter(status=Lead.Status.UPLOADED, upload_transaction=done).count() == 2
 
 
-def test_the_watchdog_job_sweeps_callbacks_and_keeps_itself_scheduled_while_callbacks_are_due(
-    push_account, campaign, redis_conn
-):
-
+def test_the_recovery_sweep_applies_a_callback_that_waited_for_its_transaction(push_account, campaign, redis_conn):
     batch = UploadTransaction.objects.create(
         campaign=campaign, state=UploadTransaction.State.QUEUED, transaction_id="42"
     )
@@ -380,17 +318,11 @@ def test_the_watchdog_job_sweeps_callbacks_and_keeps_itself_scheduled_while_call
         body='{"data": {"transactionId": "42", "status": "Fail", "message": "File Failed to Upload."}}',
     )
 
-    result = push_watchdog_job()
+    result = unfinished_work_resume()
 
-    assert result["callbacks"].get("applied") == 1
+    assert result.get("applied") == 1
     batch.refresh_from_db()
     assert batch.state == UploadTransaction.State.FAILED
-    scheduled = django_rq.get_queue("default").scheduled_job_registry.get_job_ids()
-    assert len(scheduled) == 0, "nothing is unfinished any more: the watchdog lets itself stop"
-
-    UploadTransaction.objects.create(campaign=campaign, state=UploadTransaction.State.QUEUED, transaction_id="43")
-    push_watchdog_job()
-    assert len(django_rq.get_queue("default").scheduled_job_registry.get_job_ids()) == 1
 
 
 class InvalidDataProvider(QuietHandler):
@@ -414,7 +346,7 @@ def test_invalid_data_ends_the_batch_with_the_providers_message(account, campaig
         make_leads(3)
         push_all(campaign)
 
-        report = dispatcher.account_dispatch(account_id=account.pk)
+        report = dispatch(account_id=account.pk)
     finally:
         provider.close()
 
@@ -449,7 +381,9 @@ def test_the_campaign_progress_page_shows_leads_batches_and_budget(admin_client,
     assert 'http-equiv="refresh"' in page.content.decode()
 
 
-def test_the_watchdog_enqueues_again_a_push_request_whose_job_was_lost(push_account, campaign, make_leads, settings):
+def test_the_recovery_sweep_enqueues_again_a_push_request_whose_job_was_lost(
+    push_account, campaign, make_leads, settings
+):
     settings.LEADHUB_PUSH_INLINE_LEADS = 10
     settings.CLOUDAGENT_BATCH_SIZE = 10
     make_leads(25)
@@ -457,10 +391,10 @@ def test_the_watchdog_enqueues_again_a_push_request_whose_job_was_lost(push_acco
     assert summary.background
     default = django_rq.get_queue("default")
     default.empty()  # Redis lost the job
-    assert push_watchdog_job()["push_requests_recovered"] == 0, "a fresh request's job may still be on its way"
+    assert "push_requests_recovered" not in unfinished_work_resume(), "a fresh request's job may still be coming"
 
     PushRequest.objects.update(created_at=timezone.now() - timedelta(minutes=10))
-    assert push_watchdog_job()["push_requests_recovered"] == 1
+    assert unfinished_work_resume()["push_requests_recovered"] == 1
     assert [job.func_name for job in default.jobs] == ["uploads.jobs.leads_push_job"]
     SimpleWorker([default], connection=default.connection).work(burst=True)
 
@@ -505,14 +439,14 @@ def test_batches_of_an_inactive_account_or_campaign_wait_until_it_is_active_agai
     for paused in (CloudAgentAccount.objects.filter(pk=push_account.pk), Campaign.objects.filter(pk=campaign.pk)):
         paused.update(is_active=False)
 
-        report = dispatcher.account_dispatch(account_id=push_account.pk)
+        report = dispatch(account_id=push_account.pk)
 
-        assert report.outcomes == {} and not report.handed_over
+        assert report.outcomes == {}
         assert UploadTransaction.objects.get().state == UploadTransaction.State.PENDING
         assert requests_seen(push_emulator) == []
         paused.update(is_active=True)
 
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
     assert UploadTransaction.objects.get().state == UploadTransaction.State.QUEUED
 
 
@@ -525,7 +459,7 @@ def test_a_lead_edited_past_the_limits_while_queued_is_left_out_at_send_time(pus
     edited = Lead.objects.order_by("pk").first()
     Lead.objects.filter(pk=edited.pk).update(extra={"Notes": "x" * 2000})
 
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
 
     edited.refresh_from_db()
     assert (edited.status, edited.upload_transaction) == (Lead.Status.INVALID, None)
@@ -546,7 +480,7 @@ def test_a_batch_that_may_have_reached_cloudagent_earlier_ends_unconfirmed_not_f
     push_account.api_key = "wrong-key"
     push_account.save()
 
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
 
     assert set(Lead.objects.filter(upload_transaction=first).values_list("status", flat=True)) == {
         Lead.Status.UNCONFIRMED
@@ -560,7 +494,7 @@ def test_rate_limit_answers_spend_no_retry(push_account, campaign, make_leads, p
     UploadTransaction.objects.update(attempts=5, rate_limited=5)  # five rate-limit answers already
     push_emulator.force_fault("error", 1)
 
-    dispatcher.account_dispatch(account_id=push_account.pk)
+    dispatch(account_id=push_account.pk)
 
     batch = UploadTransaction.objects.get()
     assert (batch.state, batch.attempts) == (UploadTransaction.State.QUEUED, 7), (
@@ -584,22 +518,7 @@ def test_a_late_outcome_from_a_dispatcher_that_lost_its_claim_changes_nothing(pu
     assert set(Lead.objects.values_list("status", flat=True)) == {Lead.Status.QUEUED}
 
 
-def test_a_dispatcher_whose_lease_cannot_be_renewed_stops_claiming(push_account, settings, monkeypatch):
-    settings.LEADHUB_DISPATCH_LEASE_SECONDS = 0.3
-    lease = dispatcher._Lease(push_account.pk)
-    assert lease.acquire()
-
-    def redis_down(*args, **kwargs):
-        raise redis.ConnectionError("Redis went away")  # a failure at an exact point: the renewal
-
-    monkeypatch.setattr(lease.lock, "reacquire", redis_down)
-    try:
-        assert lease.lost.wait(timeout=5), "the dispatcher must learn that another may take over"
-    finally:
-        lease.release()
-
-
-def test_one_callback_that_breaks_on_our_side_does_not_stop_the_watchdog(
+def test_one_callback_that_breaks_on_our_side_does_not_stop_the_recovery_sweep(
     push_account, campaign, redis_conn, monkeypatch
 ):
     UploadTransaction.objects.create(campaign=campaign, state=UploadTransaction.State.QUEUED, transaction_id="42")
@@ -615,30 +534,7 @@ def test_one_callback_that_breaks_on_our_side_does_not_stop_the_watchdog(
 
     monkeypatch.setattr(services, "callback_event_apply", breaks_once)
 
-    result = push_watchdog_job()
+    result = unfinished_work_resume()
 
     assert len(calls) == 2, "the second event was still swept"
-    assert result["callbacks"]["errors"] == 1
-    assert len(django_rq.get_queue("default").scheduled_job_registry.get_job_ids()) == 1, "still scheduled"
-
-
-def test_a_long_back_off_schedules_one_dispatcher_not_one_per_watchdog_tick(push_account, redis_conn):
-    for _ in range(3):
-        queues.account_dispatch_ensure(account_id=push_account.pk, delay=120)
-
-    scheduled = django_rq.get_queue("push").scheduled_job_registry.get_job_ids()
-    assert len(scheduled) == 1
-
-
-def test_a_dispatcher_out_of_time_hands_over_to_a_fresh_job(push_account, campaign, make_leads, redis_conn):
-    make_leads(5)
-    push_all(campaign)
-    push_queue = django_rq.get_queue("push")
-    push_queue.empty()
-    queues.clear_queued_marker(push_account.pk)  # as the job running this dispatcher did when it started
-
-    report = dispatcher.account_dispatch(account_id=push_account.pk, max_seconds=0)
-
-    assert report.handed_over and report.outcomes == {}
-    assert UploadTransaction.objects.get().state == UploadTransaction.State.PENDING
-    assert [job.args for job in push_queue.jobs] == [(push_account.pk,)]
+    assert result["errors"] == 1

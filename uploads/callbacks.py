@@ -49,7 +49,9 @@ def _ip_address(value: str | None) -> str | None:
         return None
 
 
-def callback_events_sweep(*, received_before: timedelta = timedelta(minutes=1)) -> dict[str, int]:
+def callback_events_sweep(
+    *, received_before: timedelta = timedelta(minutes=1), failed_files_after: timedelta = timedelta(minutes=5)
+) -> dict[str, int]:
     """The safety net behind the webhook: apply waiting events whose transaction is now known, events left
     `received` by a request that died midway, and re-enqueue failed-file downloads whose job was never queued
     (Redis down at commit). Counts by resulting state, for the management command and the status page."""
@@ -65,7 +67,8 @@ def callback_events_sweep(*, received_before: timedelta = timedelta(minutes=1)) 
         except Exception:  # one event that breaks on our side must not stop the sweep of the others
             logger.exception("callback event %s could not be applied; it stays for the next sweep", pk)
             counts["errors"] += 1
-    for upload_transaction_id in selectors.upload_transactions_failed_file_pending().values_list("pk", flat=True):
+    failed_file_pending = selectors.upload_transactions_failed_file_pending(older_than=failed_files_after)
+    for upload_transaction_id in failed_file_pending.values_list("pk", flat=True):
         if queues.failed_file_fetch_enqueue(upload_transaction_id=upload_transaction_id):
             counts["failed_files_enqueued"] += 1
     counts["still_waiting"] = CallbackEvent.objects.filter(state=CallbackEvent.State.WAITING).count()

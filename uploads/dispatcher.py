@@ -1,151 +1,405 @@
-"""One dispatcher per CloudAgent account paces that account's sends.
+"""The dispatch service: one loop per process, serving every account it holds a lease on.
 
-Why a dispatcher and not one job per batch: RQ's scheduler wakes once a second and ran jobs up to 840 ms early
-and 960 ms late (docs/performance.md), too coarse to hit a 12 s slot without either wasting budget or bursting. So
-one RQ job per account waits in-process for the exact next slot (uploads/ratelimit.py) and sends. Its Redis
-lease makes it the only sender for the account; the pacer would keep the limit even if two ran. It sleeps only
-for the next slot (at most one interval) — a batch backed off for longer is left to RQ's scheduler — and it
-hands over to a fresh job after LEADHUB_DISPATCH_MAX_SECONDS, so no job outlives RQ's timeout or a deploy.
+CloudAgent limits each account, not us, so throughput must grow with accounts, not with processes. A process
+(`manage.py run_dispatcher`) owns a share of the accounts that have batches through database leases
+(services, "Dispatch leases"), keeps each owned account's next step in a heap and hands the steps to a small
+thread pool; no thread waits for an account's slot. The Redis pacer (uploads/ratelimit.py) keeps the limit
+across every process and machine, and the database says what is unfinished, so every process rediscovers its
+work from it (unfinished_work_resume) instead of from jobs kept in Redis.
+
+The loop thread only keeps time: a heap of (when, account) entries, each account's next step. A step runs on a
+small thread pool and does at most one thing for its account — claim and prepare the next batch ahead of its
+slot (PREPARE_AHEAD_SECONDS: the database work must not eat into the pace), or, at the slot, send it — and
+returns when the account needs the next step. No thread ever waits for an account's slot, so accounts cost a
+heap entry and a little state each, and one process serves hundreds (README, "Push and dispatch").
+
+Every LEADHUB_DISPATCH_POLL_SECONDS the loop renews its leases in one UPDATE, writes its heartbeat, and takes
+unowned accounts with batches up to its share (accounts with batches / live processes). Every
+LEADHUB_WATCHDOG_SECONDS (and at start) it resumes other unfinished work from the database
+(unfinished_work_resume).
+A database or Redis outage is waited out with back-off: the step is retried, the process never exits.
 """
 
+import heapq
+import itertools
 import logging
+import math
+import os
+import secrets
+import socket
 import threading
 import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-import django_rq
+import redis
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
-from campaigns.models import CloudAgentAccount
+from campaigns.services import lead_imports_resume_stopped
 from cloudagent.client import CloudAgentClient
-from uploads import queues, selectors, services
-from uploads.ratelimit import account_pacer
+from uploads import callbacks, selectors, services
+from uploads.models import UploadTransaction
+from uploads.queues import WAKE_CHANNEL
+from uploads.ratelimit import SlotPacer, SlotTimeout, account_pacer
 
 logger = logging.getLogger("leadhub.dispatch")
 
-# A backed-off batch due sooner than this is waited for in-process; later ones go through RQ's scheduler.
-IN_PROCESS_WAIT_LIMIT = 5.0
+# Claim and build a batch up to this long (and half an interval at most) before its slot: accounts pushed
+# together share slot times, and building a hundred batches takes seconds of one process's CPU, which must not
+# make the last of them late. A prepared batch holds its rows (~100 KB) until the slot.
+PREPARE_AHEAD_SECONDS = 3.0
+# Waits between retries of a step that failed on an outage (database or Redis), the last one repeating.
+OUTAGE_BACKOFF = (0.5, 1, 2, 4, 8, 15)
+OUTAGES = (DatabaseError, redis.RedisError)
 
 
 @dataclass
 class DispatchReport:
-    account_id: int
-    outcomes: dict[str, int] = field(default_factory=dict)
+    """What a loop did, for `run_dispatcher --until-idle` and the tests."""
+
+    outcomes: Counter = field(default_factory=Counter)
     recovered: int = 0
-    busy: bool = False
-    handed_over: bool = False
+    sweeps: int = 0
 
 
-class _Lease:
-    """The account's dispatcher lease: a Redis lock renewed by a thread while we hold it, so it lapses within
-    LEADHUB_DISPATCH_LEASE_SECONDS of the process dying, and only then may another dispatcher recover."""
+@dataclass
+class _Account:
+    account_id: int
+    held_until: float  # monotonic: past it, a lease we could not renew may have been taken over
+    pacer: SlotPacer
+    last_served: dict[int, float] = field(default_factory=dict)
+    claimed: UploadTransaction | None = None  # claimed by us and not finished: never left `sending` behind
+    prepared: services.PreparedBatch | None = None
+    failures: int = 0
+    releasing: bool = False
+    ticket: int = -1  # the heap entry that is its next step; others are stale (the account was dropped, retaken)
 
-    def __init__(self, account_id: int):
-        ttl = settings.LEADHUB_DISPATCH_LEASE_SECONDS
-        self.lock = django_rq.get_connection(queues.PUSH_QUEUE).lock(
-            queues.dispatch_lease_key(account_id), timeout=ttl, thread_local=False
-        )
-        self.ttl = ttl
-        self.interval = ttl / 3
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, daemon=True, name=f"lease-{account_id}")
 
-    def acquire(self) -> bool:
-        if not self.lock.acquire(blocking=False):
-            return False
-        self._thread.start()
-        return True
+class DispatchLoop:
+    def __init__(
+        self,
+        *,
+        threads: int | None = None,
+        until_idle: bool = False,
+        account_ids: set[int] | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.name = name or dispatch_node_name()
+        self.threads = threads or settings.LEADHUB_DISPATCH_THREADS
+        self.until_idle = until_idle
+        self.only = account_ids  # serve only these (a foreground drain of some accounts)
+        self.report = DispatchReport()
+        self.stopping = threading.Event()
+        self._wake = threading.Event()
+        self._heap: list[tuple[float, int, int]] = []
+        self._order = itertools.count()
+        self._accounts: dict[int, _Account] = {}
+        self._running: dict[int, Future] = {}
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="dispatch")
+        self._sweeper = ThreadPoolExecutor(1, thread_name_prefix="recovery")
+        self._sweep: Future | None = None
+        self._problem = ""
+        self._poll_failures = 0
+        self._wanted = 0
+        self._poll_now = threading.Event()
+        # One client for every pacer: thread-safe, it reconnects by itself after an outage; the timeouts keep a
+        # hung Redis from holding a send thread.
+        self._redis = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=10)
+
+    # --- the loop thread ----------------------------------------------------------------------------------
+
+    def run(self) -> DispatchReport:
+        logger.info("dispatcher %s: %d send threads", self.name, self.threads)
+        next_poll = next_sweep = time.monotonic()
+        threading.Thread(target=self._listen, daemon=True, name="dispatch-wake").start()
+        try:
+            while not self.stopping.is_set():
+                now = time.monotonic()
+                if now >= next_sweep and (self._sweep is None or self._sweep.done()):
+                    self._sweep = self._sweeper.submit(self._recover)
+                    next_sweep = now + settings.LEADHUB_WATCHDOG_SECONDS
+                if now >= next_poll or self._poll_now.is_set():
+                    self._poll_now.clear()
+                    next_poll = now + self._poll()
+                    if self.until_idle and self._idle():
+                        break
+                self._collect()
+                self._start_due_steps()
+                due = self._heap[0][0] if self._heap else next_poll
+                self._wake.wait(max(0.0, min(due, next_poll) - time.monotonic()))
+                self._wake.clear()
+        finally:
+            self._shutdown()
+        return self.report
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._wake.set()
+
+    def _listen(self) -> None:
+        """Poll at once when a push says it wrote batches (wake.py); a Redis outage only means no nudges."""
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(WAKE_CHANNEL)
+                failures = 0
+                while not self.stopping.is_set():
+                    if pubsub.get_message(timeout=1.0):
+                        self._poll_now.set()
+                        self._wake.set()
+            except redis.RedisError:
+                self.stopping.wait(OUTAGE_BACKOFF[min(failures, len(OUTAGE_BACKOFF) - 1)])
+                failures += 1
+
+    def _idle(self) -> bool:
+        sweeping = self._sweep is not None and not self._sweep.done()
+        return not self._wanted and not self._accounts and not self._running and not sweeping
+
+    def _poll(self) -> float:
+        """Heartbeat, renew, share, take: the loop's bookkeeping, all in the database. Returns the seconds
+        until the next poll: longer after failures, so an outage is not hammered."""
+        try:
+            close_old_connections()
+            self._renew()
+            wanted = [a for a in selectors.accounts_with_batches_to_send() if self.only is None or a in self.only]
+            self._wanted = len(wanted)
+            # Accounts we hold count even when their last batch is out: their step has not finished yet.
+            accounts = len(set(wanted) | set(self._accounts))
+            nodes = 1 if self.until_idle else selectors.dispatch_nodes_live()
+            share = dispatch_share(accounts=accounts, nodes=nodes)
+            self._take(wanted, share)
+            self._give_back_over_share(share)
+            services.dispatch_node_heartbeat(name=self.name, accounts=len(self._accounts), problem=self._problem)
+            self._poll_failures = 0
+        except OUTAGES as exc:
+            self._problem = _outage(exc)
+            delay = OUTAGE_BACKOFF[min(self._poll_failures, len(OUTAGE_BACKOFF) - 1)]
+            self._poll_failures += 1
+            logger.warning("dispatcher %s: %s; polling again in %s s", self.name, self._problem, delay)
+            return delay
+        return settings.LEADHUB_DISPATCH_POLL_SECONDS
 
     def _renew(self) -> None:
-        """Renew every third of the lease; a Redis error is retried until the lease would have lapsed, and then
-        the dispatcher is told to stop (it checks `lost` before each claim), since another may take over."""
-        renewed = time.monotonic()
-        while not self._stop.wait(self.interval):
-            try:
-                self.lock.reacquire()
-                renewed = time.monotonic()
-            except Exception:
-                logger.warning("dispatcher lease %s: renewal failed", self.lock.name, exc_info=True)
-                if time.monotonic() - renewed >= self.ttl * 2 / 3:
-                    self.lost.set()
-                    return
+        if not self._accounts:
+            return
+        kept = services.dispatch_leases_renew(holder=self.name, account_ids=self._accounts)
+        held_until = time.monotonic() + settings.LEADHUB_DISPATCH_LEASE_SECONDS * 0.8
+        for account_id in list(self._accounts):
+            if account_id in kept:
+                self._accounts[account_id].held_until = held_until
+            else:
+                logger.warning("dispatcher %s: lost account %s to another process", self.name, account_id)
+                self._drop(account_id)
 
-    def release(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        try:
-            self.lock.release()
-        except Exception:
-            logger.warning("dispatcher lease %s had already lapsed", self.lock.name)
-
-
-def account_dispatch(*, account_id: int, max_seconds: float | None = None) -> DispatchReport:
-    """Send the account's pending batches at the pace its rate limit allows, fairly across its campaigns."""
-    report = DispatchReport(account_id=account_id)
-    max_seconds = settings.LEADHUB_DISPATCH_MAX_SECONDS if max_seconds is None else max_seconds
-    deadline = time.monotonic() + max_seconds
-    while True:
-        lease = _Lease(account_id)
-        if not lease.acquire():
-            report.busy = True
-            return report
-        try:
-            _dispatch_while_work(account_id, lease, deadline, report)
-        finally:
-            lease.release()
-            close_old_connections()
-        if lease.lost.is_set():  # another dispatcher may own the account now; the watchdog sees to the rest
-            report.handed_over = True
-            return report
-        # A push that committed while we were finishing saw our lease and left its batches to us: look again
-        # now that the lease is free, so no batch is stranded between two dispatchers.
-        wait = selectors.next_retry_in(account_id=account_id)
-        if wait is None:
-            return report
-        if wait > IN_PROCESS_WAIT_LIMIT or time.monotonic() >= deadline:
-            queues.account_dispatch_ensure(account_id=account_id, delay=wait)
-            report.handed_over = True
-            return report
-
-
-def _dispatch_while_work(account_id: int, lease: _Lease, deadline: float, report: DispatchReport) -> None:
-    report.recovered += services.upload_transactions_recover_stale(account_id=account_id)
-    account = CloudAgentAccount.objects.get(pk=account_id)
-    if not account.is_active:
-        logger.info("account %s is inactive: its batches wait", account)
-        return
-    pacer = account_pacer(account_id)
-    last_served: dict[int, float] = {}
-    client = CloudAgentClient.for_account(
-        account,
-        connect_timeout=settings.CLOUDAGENT_CONNECT_TIMEOUT,
-        read_timeout=settings.CLOUDAGENT_READ_TIMEOUT,
-    )
-    with client:
-        while time.monotonic() < deadline and not lease.lost.is_set():
-            batch = services.upload_transaction_claim_next(account_id=account_id, last_served=last_served)
-            if batch is None:
-                wait = selectors.next_retry_in(account_id=account_id)
-                if wait is None or wait > IN_PROCESS_WAIT_LIMIT:
-                    return
-                time.sleep(max(wait, 0.05))
-                continue
-            last_served[batch.campaign_id] = time.monotonic()
-            outcome = services.upload_transaction_send(batch=batch, client=client, pacer=pacer)
-            report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
-            if outcome == "account_refused":  # its other batches were ended; nothing more to send
+    def _take(self, wanted: list[int], share: int) -> None:
+        for account_id in wanted:
+            if len(self._accounts) >= share:
                 return
+            if account_id in self._accounts or account_id in self._running:
+                continue
+            if not services.dispatch_lease_take(holder=self.name, account_id=account_id):
+                continue
+            # The account was nobody's or its holder's lease lapsed: what that holder left `sending` may have
+            # reached CloudAgent and is re-sent with checkDuplicate=true.
+            logger.info("dispatcher %s: took account %s", self.name, account_id)
+            self.report.recovered += services.upload_transactions_recover_stale(account_id=account_id)
+            held_until = time.monotonic() + settings.LEADHUB_DISPATCH_LEASE_SECONDS * 0.8
+            self._accounts[account_id] = _Account(
+                account_id=account_id, held_until=held_until, pacer=account_pacer(account_id, self._redis)
+            )
+            self._schedule(account_id, 0.0)
+            self._start_due_steps()  # its first send need not wait for the other accounts to be taken
+
+    def _give_back_over_share(self, share: int) -> None:
+        """A process that joined lowers everyone's share: give back the accounts over it, idle ones first."""
+        excess = len(self._accounts) - share
+        for rank, account_id in enumerate(sorted(self._accounts, key=lambda a: a in self._running)):
+            self._accounts[account_id].releasing = rank < excess
+
+    def _schedule(self, account_id: int, delay: float) -> None:
+        ticket = next(self._order)
+        self._accounts[account_id].ticket = ticket
+        heapq.heappush(self._heap, (time.monotonic() + delay, ticket, account_id))
+
+    def _start_due_steps(self) -> None:
+        now = time.monotonic()
+        while self._heap and self._heap[0][0] <= now:
+            _, ticket, account_id = heapq.heappop(self._heap)
+            account = self._accounts.get(account_id)
+            if account is not None and account.ticket == ticket and account_id not in self._running:
+                self._running[account_id] = self._pool.submit(self._step_safely, account)
+
+    def _collect(self) -> None:
+        for account_id, future in list(self._running.items()):
+            if not future.done():
+                continue
+            del self._running[account_id]
+            account = self._accounts.get(account_id)
+            delay = future.result()
+            if account is None:
+                continue
+            if account.releasing and account.claimed is None:
+                self._release(account_id)
+            elif delay is None:
+                self._release(account_id)
+            else:
+                self._schedule(account_id, delay)
+
+    def _release(self, account_id: int) -> None:
+        self._accounts.pop(account_id, None)
+        try:
+            services.dispatch_lease_release(holder=self.name, account_id=account_id)
+        except OUTAGES:  # it lapses by itself
+            logger.warning("dispatcher %s: could not release account %s", self.name, account_id, exc_info=True)
+
+    def _drop(self, account_id: int) -> None:
+        """The lease is gone: stop serving the account. A claimed batch goes back, unless its step is running (it
+        then sees the account dropped and gives it back itself)."""
+        account = self._accounts.pop(account_id)
+        if account.claimed is not None and account_id not in self._running:
+            self._give_back(account)
+
+    def _recover(self) -> None:
+        try:
+            close_old_connections()
+            counts = unfinished_work_resume()
+            self.report.sweeps += 1
+            if counts:
+                logger.info("dispatcher %s: resumed unfinished work %s", self.name, counts)
+        except OUTAGES as exc:
+            logger.warning("dispatcher %s: the recovery sweep failed (%s); it runs again later", self.name, exc)
+        except Exception:  # a bug in one sweep must not stop the loop; the next sweep tries again
+            logger.exception("dispatcher %s: the recovery sweep failed", self.name)
+        finally:
+            self._wake.set()
+
+    def _shutdown(self) -> None:
+        self.stopping.set()  # the nudge listener too
+        self._pool.shutdown(wait=True)
+        self._sweeper.shutdown(wait=True)
+        for account in list(self._accounts.values()):
+            if account.claimed is not None:
+                self._give_back(account)
+        try:
+            close_old_connections()
+            services.dispatch_node_stop(name=self.name)
+        except OUTAGES:  # the leases lapse by themselves
+            logger.warning("dispatcher %s: could not release its leases on the way out", self.name)
+
+    def _give_back(self, account: _Account) -> None:
+        try:
+            services.upload_transaction_give_back(batch=account.claimed)
+        except OUTAGES:  # it stays `sending` and is recovered when its lease lapses
+            logger.warning("dispatcher %s: could not give back batch %s", self.name, account.claimed.pk)
+        account.claimed = account.prepared = None
+
+    # --- the pool threads ---------------------------------------------------------------------------------
+
+    def _step_safely(self, account: _Account) -> float | None:
+        try:
+            close_old_connections()
+            delay = self._step(account)
+            account.failures = 0
+            self._problem = ""
+            return delay
+        except OUTAGES as exc:
+            self._problem = _outage(exc)
+            delay = OUTAGE_BACKOFF[min(account.failures, len(OUTAGE_BACKOFF) - 1)]
+            account.failures += 1
+            logger.warning("account %s: %s; trying again in %s s", account.account_id, self._problem, delay)
+            close_old_connections()
+            return delay
+        except Exception:
+            logger.exception("account %s: the dispatch step failed", account.account_id)
+            account.failures += 1
+            return OUTAGE_BACKOFF[-1]
+        finally:
+            self._wake.set()
+
+    def _step(self, account: _Account) -> float | None:
+        """One step for one account; returns the seconds until its next step, None when it has nothing left."""
+        account_id, pacer = account.account_id, account.pacer
+        if account.claimed is not None and account.prepared is None:
+            # The last step failed between claiming and finishing: the batch goes back before anything else.
+            services.upload_transaction_give_back(batch=account.claimed)
+            account.claimed = None
+        if account.prepared is None:
+            if account.releasing:
+                return None
+            ahead = min(PREPARE_AHEAD_SECONDS, pacer.interval / 2)
+            wait = pacer.status().next_slot_in
+            if wait > ahead:
+                return wait - ahead
+            batch = services.upload_transaction_claim_next(account_id=account_id, last_served=account.last_served)
+            if batch is None:
+                retry_in = selectors.next_retry_in(account_id=account_id)
+                return None if retry_in is None else max(retry_in, 0.05)
+            account.last_served[batch.campaign_id] = time.monotonic()
+            account.claimed = batch
+            account.prepared = services.upload_transaction_prepare(batch=batch)
+            if account.prepared is None:
+                account.claimed = None
+                self.report.outcomes["empty"] += 1
+                return 0.0
+            wait = pacer.status().next_slot_in
+            if wait > 0:
+                return wait
+        if time.monotonic() >= account.held_until or account_id not in self._accounts:
+            # Our lease could not be renewed lately: another process may own the account by now.
+            self._give_back(account)
+            return None if account_id not in self._accounts else settings.LEADHUB_DISPATCH_POLL_SECONDS
+        prepared = account.prepared
+        client = CloudAgentClient.for_account(
+            prepared.batch.campaign.account,
+            connect_timeout=settings.CLOUDAGENT_CONNECT_TIMEOUT,
+            read_timeout=settings.CLOUDAGENT_READ_TIMEOUT,
+        )
+        with client:
+            try:
+                outcome = services.upload_transaction_send(prepared=prepared, client=client, pacer=pacer)
+            except SlotTimeout as slot:  # another process took the slot (a lease changing hands)
+                return slot.wait
+            except BaseException:
+                # The request may have left: never send these rows again from memory. The next step gives the
+                # batch back, as ambiguous if its grant was written.
+                account.prepared = None
+                raise
+        account.claimed = account.prepared = None
+        self.report.outcomes[outcome] += 1
+        if outcome == "account_refused":  # its other batches were ended: nothing more to send
+            return None
+        return max(0.0, pacer.status().next_slot_in - min(PREPARE_AHEAD_SECONDS, pacer.interval / 2))
 
 
-def push_watchdog() -> list[int]:
-    """Start a dispatcher for every account with batches waiting or left `sending` and no live lease: the
-    safety net for a worker killed outright. Returns the accounts it started."""
-    started = []
-    for account_id in selectors.accounts_with_batches_to_send():
-        if not queues.lease_held(account_id):
-            queues.clear_queued_marker(account_id)
-            queues.account_dispatch_ensure(account_id=account_id)
-            started.append(account_id)
-    return started
+def _outage(exc: Exception) -> str:
+    what = "Redis" if isinstance(exc, redis.RedisError) else "the database"
+    return f"{what} unreachable: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+def dispatch_node_name() -> str:
+    """Unique per process start: a restarted process must not inherit the leases of the one it replaces."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def dispatch_share(*, accounts: int, nodes: int) -> int:
+    """How many accounts one process takes: an even share, so adding processes spreads the accounts."""
+    return math.ceil(accounts / max(nodes, 1))
+
+
+def unfinished_work_resume() -> dict[str, int]:
+    """Unfinished work, rediscovered from the database at start and every LEADHUB_WATCHDOG_SECONDS, so nothing
+    waits on a job that lived only in Redis: push requests not cut into batches, callbacks waiting for their
+    transaction or left half-applied, failed-file downloads and background imports whose job is gone. (Batches
+    need nothing here: the loop finds them at every poll.) Returns what it did, nonzero counts only."""
+    # A callback or download that should have finished by the last sweep is not coming by itself.
+    overdue = timedelta(seconds=settings.LEADHUB_WATCHDOG_SECONDS)
+    counts = callbacks.callback_events_sweep(received_before=overdue, failed_files_after=overdue)
+    counts.pop("still_waiting", None)
+    counts["push_requests_recovered"] = services.push_requests_recover()
+    counts["imports_resumed"] = lead_imports_resume_stopped(older_than=overdue)
+    counts["dead_dispatchers_forgotten"] = services.dispatch_nodes_forget_dead()
+    return {name: count for name, count in counts.items() if count}

@@ -51,6 +51,11 @@ class UploadTransaction(models.Model):
     pushed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     not_before = models.DateTimeField(null=True, blank=True, help_text="Earliest next attempt (back-off).")
     claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a worker took it to send.")
+    last_attempt_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The pacer's (Redis) time of the latest request for it: seeds the pacer after Redis forgets.",
+    )
     sent_at = models.DateTimeField(null=True, blank=True, help_text="When CloudAgent accepted it.")
     finished_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -70,6 +75,7 @@ class UploadTransaction(models.Model):
         indexes = [
             models.Index(fields=["campaign", "state"], name="upload_tx_campaign_state"),
             models.Index(fields=["state", "claimed_at"], name="upload_tx_state_claimed"),
+            models.Index(fields=["last_attempt_at"], name="upload_tx_last_attempt"),
         ]
 
     def __str__(self) -> str:
@@ -154,3 +160,37 @@ class PushRequestLead(models.Model):
 
     def __str__(self) -> str:
         return f"lead {self.lead_id} of push request #{self.push_request_id}"
+
+
+class DispatchNode(models.Model):
+    """One running dispatch process, known by its heartbeat. Kept in the database, not Redis, so a Redis loss
+    cannot make a live dispatcher look dead (its accounts would be taken over and its batch re-sent)."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="host:pid:random, unique per process start")
+    host = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(default=timezone.now, db_index=True)
+    accounts = models.PositiveIntegerField(default=0, help_text="Accounts it held at its last heartbeat.")
+    problem = models.CharField(max_length=500, blank=True, help_text="Why it cannot dispatch now, if it cannot.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DispatchLease(models.Model):
+    """Which dispatch process serves an account until when. Only the holder sends the account's batches; a
+    lease not renewed lapses at `expires_at` (database time) and another process takes the account over,
+    recovering the batches left `sending` first."""
+
+    account = models.OneToOneField(
+        "campaigns.CloudAgentAccount", primary_key=True, on_delete=models.CASCADE, related_name="dispatch_lease"
+    )
+    holder = models.CharField(max_length=200, blank=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.account_id} held by {self.holder or 'nobody'} until {self.expires_at}"

@@ -1,44 +1,30 @@
-"""The uploads app's RQ queues and every job it enqueues, named by dotted path so nothing imports jobs.py back.
+"""The uploads app's RQ queues and every job it enqueues, named by dotted path so nothing imports jobs.py back;
+and the nudge a push sends the dispatch processes (uploads/dispatcher.py) over Redis pub/sub.
 
-Also the Redis markers that keep enqueuing idempotent (a burst of pushes, or the watchdog's every tick, must not
-pile up jobs) and the dispatcher's lease key, which selectors read to tell whether an account is being served.
+Sending itself is no job: the dispatch service finds batches in the database, so nothing a push needs lives
+only in Redis.
 """
 
-from datetime import timedelta
+import logging
 
 import django_rq
+import redis
 from django.conf import settings
 from rq import Retry
 from rq.job import JobStatus
 
+logger = logging.getLogger("leadhub.dispatch")
+
 DEFAULT_QUEUE = "default"
-PUSH_QUEUE = "push"
 CALLBACKS_QUEUE = "callbacks"
 
 LEADS_PUSH_JOB = "uploads.jobs.leads_push_job"
-ACCOUNT_DISPATCH_JOB = "uploads.jobs.account_dispatch_job"
-PUSH_WATCHDOG_JOB = "uploads.jobs.push_watchdog_job"
 FAILED_FILE_FETCH_JOB = "uploads.jobs.failed_file_fetch_job"
 
 # RQ retries a failed-file download on these intervals (the last one repeating): the attempts span more than
 # the URL's 24 h, so the last attempt always finds the deadline passed and settles the leads as unconfirmed.
 FAILED_FILE_RETRY = Retry(max=30, interval=[30, 60, 120, 300, 900, 1800, 3600])
 PENDING_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
-WATCHDOG_MARKER = "leadhub:watchdog:scheduled"
-
-
-def _redis():
-    return django_rq.get_connection(PUSH_QUEUE)
-
-
-def dispatch_lease_key(account_id: int) -> str:
-    return f"leadhub:dispatch:account:{account_id}"
-
-
-def lease_held(account_id: int) -> bool:
-    return bool(_redis().exists(dispatch_lease_key(account_id)))
-
-
 LEADS_PUSH_JOB_TIMEOUT = 3 * 3600
 
 
@@ -47,39 +33,30 @@ def leads_push_enqueue(*, push_request_id: int) -> None:
     django_rq.get_queue(DEFAULT_QUEUE).enqueue(LEADS_PUSH_JOB, push_request_id, job_timeout=LEADS_PUSH_JOB_TIMEOUT)
 
 
-def account_dispatch_ensure(*, account_id: int, delay: float = 0.0) -> None:
-    """Make sure a dispatcher will run for the account: enqueue one unless one holds the lease or is already
-    queued, or schedule one `delay` seconds out unless one is already scheduled by then (marker keys keep a burst
-    of pushes, or the watchdog's every tick during a long back-off, from piling up jobs)."""
-    redis = _redis()
-    queue = django_rq.get_queue(PUSH_QUEUE)
-    if delay > 0:
-        if redis.set(f"leadhub:dispatch:scheduled:{account_id}", "1", nx=True, ex=max(1, int(delay))):
-            queue.enqueue_in(timedelta(seconds=delay), ACCOUNT_DISPATCH_JOB, account_id)
-        return
-    if lease_held(account_id):
-        return
-    if redis.set(_queued_marker(account_id), "1", nx=True, ex=max(5, int(settings.LEADHUB_DISPATCH_LEASE_SECONDS))):
-        queue.enqueue(ACCOUNT_DISPATCH_JOB, account_id)
+WAKE_CHANNEL = "leadhub:dispatch:wake"
 
 
-def _queued_marker(account_id: int) -> str:
-    return f"leadhub:dispatch:queued:{account_id}"
+def dispatch_wake() -> None:
+    """Nudge every dispatch process that new batches exist, so a push starts sending at once rather than at the
+    next poll. Only a shortcut: a nudge lost with Redis costs one poll (LEADHUB_DISPATCH_POLL_SECONDS), since the
+    database, not the message, holds the batches."""
+    try:
+        _redis().publish(WAKE_CHANNEL, "1")
+    except redis.RedisError:
+        logger.warning("could not nudge the dispatchers; they find the batches at their next poll", exc_info=True)
 
 
-def clear_queued_marker(account_id: int) -> None:
-    _redis().delete(_queued_marker(account_id))
+def redis_problem() -> str:
+    """Why Redis does not answer (the error's name), or "" when it does: for the dispatch service's health."""
+    try:
+        _redis().ping()
+    except redis.RedisError as exc:
+        return type(exc).__name__
+    return ""
 
 
-def watchdog_ensure() -> None:
-    """Keep one watchdog run scheduled while batches are unfinished; the marker outlives a lost run by little."""
-    every = settings.LEADHUB_WATCHDOG_SECONDS
-    if _redis().set(WATCHDOG_MARKER, "1", nx=True, ex=max(1, int(every * 3))):
-        django_rq.get_queue(DEFAULT_QUEUE).enqueue_in(timedelta(seconds=every), PUSH_WATCHDOG_JOB)
-
-
-def clear_watchdog_marker() -> None:
-    _redis().delete(WATCHDOG_MARKER)
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
 
 
 def failed_file_fetch_enqueue(*, upload_transaction_id: int) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import redis
@@ -57,6 +57,10 @@ _TRY_ACQUIRE = (
     + _NEXT_SLOT
     + """
 local span, ttl = tonumber(ARGV[2]), tonumber(ARGV[4])
+if ARGV[5] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
+    -- no grant within the window, or Redis lost its state: the caller seeds it from the database first
+    return {-1, now}
+end
 local at = next_slot(KEYS[1], KEYS[2], tonumber(ARGV[1]), span, tonumber(ARGV[3]))
 if at > now then
     return {at - now, now}
@@ -68,6 +72,26 @@ redis.call('ZADD', KEYS[2], now, string.format('%d-%d', now, seq))
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 return {0, now}
+"""
+)
+
+_SEED = (
+    _NOW
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    return 0
+end
+local span, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 'seq', 0)
+for i = 3, #ARGV do
+    local at = tonumber(ARGV[i])
+    if at > now - span then
+        redis.call('ZADD', KEYS[2], at, string.format('%d-seed', at))
+    end
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return 1
 """
 )
 
@@ -92,7 +116,11 @@ redis.call('PEXPIRE', KEYS[1], math.ceil((bound - now) / 1000) + tonumber(ARGV[2
 
 
 class SlotTimeout(Exception):
-    """The next slot lies beyond the caller's timeout."""
+    """The next slot lies beyond the caller's timeout; `wait` is the seconds until it comes."""
+
+    def __init__(self, message: str, *, wait: float = 0.0) -> None:
+        super().__init__(message)
+        self.wait = wait
 
 
 @dataclass(frozen=True)
@@ -137,6 +165,7 @@ class SlotPacer:
         # A tenth over the window: the keys outlive every grant that still counts, then go.
         self._ttl_ms = math.ceil(span * 1100)
         self._try_acquire = redis.register_script(_TRY_ACQUIRE)
+        self._seed = redis.register_script(_SEED)
         self._status = redis.register_script(_STATUS)
         self._push_back = redis.register_script(_PUSH_BACK)
 
@@ -149,10 +178,27 @@ class SlotPacer:
 
         Call it right before each HTTP request: the grant is an attempt whether or not the request succeeds.
         """
-        wait_us, now_us = self._try_acquire(keys=self._keys, args=[*self._rule, self._ttl_ms])
+        wait_us, now_us = self._try_acquire(keys=self._keys, args=[*self._rule, self._ttl_ms, "0"])
         wait = wait_us / 1e6
         logger.debug("pacer %s: Redis time %.6f, wait %.6f s", self.key, now_us / 1e6, wait)
         return wait
+
+    def take(self, *, history: Callable[[], Iterable[float]]) -> tuple[float, float]:
+        """Like try_acquire, and returns (wait, Redis time of the decision) so the caller can record the grant.
+
+        When the pacer holds no state for the key (no grant within the window, or Redis came back empty), it is
+        first seeded with `history()` — the Unix times of the account's recent attempts, as the database knows
+        them — so the first sends after a Redis loss still respect the window instead of bursting."""
+        args = [*self._rule, self._ttl_ms]
+        wait_us, now_us = self._try_acquire(keys=self._keys, args=[*args, "1"])
+        if wait_us < 0:
+            seeds = [math.floor(moment * 1e6) for moment in history()]
+            if self._seed(keys=self._keys, args=[self._rule[1], self._ttl_ms, *seeds]) and seeds:
+                logger.info("pacer %s: seeded with %d recent attempt(s) from the database", self.key, len(seeds))
+            wait_us, now_us = self._try_acquire(keys=self._keys, args=[*args, "0"])
+        wait = wait_us / 1e6
+        logger.debug("pacer %s: Redis time %.6f, wait %.6f s", self.key, now_us / 1e6, wait)
+        return wait, now_us / 1e6
 
     def acquire(
         self,
@@ -167,7 +213,9 @@ class SlotPacer:
         deadline = None if timeout is None else time.monotonic() + timeout
         while wait := self.try_acquire():
             if deadline is not None and time.monotonic() + wait > deadline:
-                raise SlotTimeout(f"pacer {self.key}: next slot in {wait:.3f} s, beyond the {timeout} s timeout")
+                raise SlotTimeout(
+                    f"pacer {self.key}: next slot in {wait:.3f} s, beyond the {timeout} s timeout", wait=wait
+                )
             sleep(wait)
 
     def push_back(self, seconds: float) -> None:

@@ -3,26 +3,15 @@
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Min, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
-from uploads.models import PushRequest, UploadTransaction
-from uploads.queues import LEADS_PUSH_JOB_TIMEOUT, lease_held
+from uploads.models import DispatchLease, DispatchNode, PushRequest, UploadTransaction
+from uploads.queues import LEADS_PUSH_JOB_TIMEOUT, redis_problem
 from uploads.ratelimit import account_pacer
-
-# Batches to send, and batches sent that await their callback.
-UNFINISHED_STATES = (UploadTransaction.State.PENDING, UploadTransaction.State.SENDING, UploadTransaction.State.QUEUED)
-
-
-def unfinished_batches_exist() -> bool:
-    """Batches to send or awaiting their callback, or a push request still to be cut into batches."""
-    return (
-        UploadTransaction.objects.filter(state__in=UNFINISHED_STATES).exists()
-        or PushRequest.objects.exclude(state=PushRequest.State.DONE).exists()
-    )
 
 
 def push_requests_stalled(*, pending_for: timedelta = timedelta(minutes=5)) -> list[int]:
@@ -40,13 +29,27 @@ def push_requests_stalled(*, pending_for: timedelta = timedelta(minutes=5)) -> l
 
 
 def accounts_with_batches_to_send() -> list[int]:
-    """Accounts with batches waiting, or left `sending` by a worker that may have died."""
-    return list(
-        UploadTransaction.objects.filter(state__in=[UploadTransaction.State.PENDING, UploadTransaction.State.SENDING])
-        .order_by()
-        .values_list("campaign__account_id", flat=True)
-        .distinct()
+    """Accounts a dispatcher must serve: batches that may be sent (active account and campaign), or left
+    `sending` by a process that may be dead."""
+    State = UploadTransaction.State
+    batches = UploadTransaction.objects.filter(
+        Q(state=State.PENDING, campaign__is_active=True, campaign__account__is_active=True) | Q(state=State.SENDING)
     )
+    return sorted(set(batches.order_by().values_list("campaign__account_id", flat=True).distinct()))
+
+
+def account_recent_attempts(*, account_id: int, seconds: float) -> list[float]:
+    """Unix times (the pacer's clock) of the account's requests within the last `seconds`, the latest per batch:
+    what seeds the pacer when Redis has forgotten it."""
+    since = timezone.now() - timedelta(seconds=seconds)
+    moments = UploadTransaction.objects.filter(campaign__account_id=account_id, last_attempt_at__gt=since)
+    return sorted(moment.timestamp() for moment in moments.values_list("last_attempt_at", flat=True))
+
+
+def dispatch_nodes_live() -> int:
+    """Dispatch processes that sent a heartbeat within a lease: the ones accounts are shared between."""
+    since = timezone.now() - timedelta(seconds=settings.LEADHUB_DISPATCH_LEASE_SECONDS)
+    return DispatchNode.objects.filter(heartbeat_at__gte=since).count()
 
 
 def next_retry_in(*, account_id: int) -> float | None:
@@ -177,7 +180,7 @@ def campaign_progress(*, campaign: Campaign) -> dict:
             "failed": states["failed"] + states["error"],
         },
         "budget": budget,
-        "dispatching": lease_held(campaign.account_id),
+        "dispatching": account_dispatching(account_id=campaign.account_id),
         "eta_seconds": push_eta_seconds(account_id=campaign.account_id),
     }
 
@@ -193,4 +196,63 @@ def dashboard() -> dict:
         "campaigns_refused": list(Campaign.objects.exclude(problem="").select_related("account").order_by("name")[:10]),
         "needs_attention": UploadTransaction.objects.exclude(attention="").count(),
         "recent_imports": list(LeadImport.objects.select_related("campaign").order_by("-created_at")[:5]),
+        "dispatch": dispatch_health(),
+    }
+
+
+def account_dispatching(*, account_id: int) -> bool:
+    """A live dispatch process holds the account."""
+    leases = DispatchLease.objects.filter(account_id=account_id, expires_at__gt=timezone.now())
+    return leases.exclude(holder="").exists()
+
+
+def dispatch_health() -> dict:
+    """Whether batches are moving, and if not, why — for /healthz and the admin's front page.
+
+    `stalled` lists reasons a person can act on: batches waiting with no dispatcher alive (none started, or all
+    dead), a dispatcher that says it cannot reach Redis or the database, accounts or campaigns whose batches
+    wait because they are inactive or CloudAgent refused them, batches that have waited past a lease with no
+    dispatcher holding their account."""
+    now = timezone.now()
+    lease = timedelta(seconds=settings.LEADHUB_DISPATCH_LEASE_SECONDS)
+    State = UploadTransaction.State
+    waiting = UploadTransaction.objects.filter(state__in=[State.PENDING, State.SENDING])
+    nodes = list(DispatchNode.objects.filter(heartbeat_at__gte=now - lease))
+    last_heartbeat = DispatchNode.objects.order_by("-heartbeat_at").values_list("heartbeat_at", flat=True).first()
+    stalled = []
+    waiting_count = waiting.count()
+    if waiting_count and not nodes:
+        seen = f"last heartbeat {last_heartbeat:%Y-%m-%d %H:%M:%S} UTC" if last_heartbeat else "never started"
+        stalled.append(f"{waiting_count} batches wait but no dispatcher is running ({seen}): start `make worker`")
+    stalled += [f"dispatcher {node.name}: {node.problem}" for node in nodes if node.problem]
+    blocked = (
+        waiting.filter(state=State.PENDING)
+        .filter(Q(campaign__account__is_active=False) | Q(campaign__is_active=False))
+        .order_by()
+        .values("campaign__account__name", "campaign__name", "campaign__account__is_active")
+        .distinct()
+    )
+    for row in blocked[:10]:
+        what = "account" if not row["campaign__account__is_active"] else "campaign"
+        name = row["campaign__account__name"] if what == "account" else row["campaign__name"]
+        stalled.append(f"batches of {what} {name} wait: the {what} is inactive")
+    refused = CloudAgentAccount.objects.exclude(problem="").filter(campaigns__upload_transactions__in=waiting)
+    stalled += [f"account {a.name}: CloudAgent refused it ({a.problem[:200]})" for a in refused.distinct()[:10]]
+    if nodes:
+        held = DispatchLease.objects.filter(expires_at__gt=now).exclude(holder="").values("account_id")
+        orphaned = (
+            waiting.filter(campaign__is_active=True, campaign__account__is_active=True)
+            .exclude(campaign__account_id__in=held)
+            .aggregate(oldest=Min("updated_at"))["oldest"]
+        )
+        if orphaned and orphaned < now - 2 * lease:
+            stalled.append(f"batches wait since {orphaned:%H:%M:%S} UTC with no dispatcher holding their account")
+    unreachable = redis_problem()
+    if unreachable:
+        stalled.append(f"Redis unreachable ({unreachable}): no send can take a rate-limit slot")
+    return {
+        "dispatchers": len(nodes),
+        "accounts_held": sum(node.accounts for node in nodes),
+        "batches_waiting": waiting_count,
+        "stalled": stalled,
     }

@@ -4,11 +4,13 @@ callback events applied to them goes through here, whether a push, a callback or
 The life of a batch (docs/cloudagent-contract.md has the provider's side):
   leads_push           new leads -> batches of <= CLOUDAGENT_BATCH_SIZE: transaction `pending`, leads `queued`
   ..._claim_next       the account's dispatcher takes the fairest ready batch: `pending` -> `sending`
-  ..._send             one HTTP request, with no database transaction open across it, then one outcome:
+  ..._prepare          its rows are built ahead of its slot (a batch left empty ends `error`)
+  ..._send             in the account's slot, one HTTP request, with no database transaction open across it,
+                       then one outcome:
                        accepted -> `queued` + leads `sent`; rate-limited / transient -> back to `pending`;
                        refused -> `error` + leads `failed`.
   ..._recover_stale    a batch left `sending` by a killed worker goes back to `pending`, re-sent with
-                       checkDuplicate=true because CloudAgent may already hold it.
+  ..._give_back        checkDuplicate=true if its request may have left (CloudAgent may already hold it).
   callback_event_apply the callback: `queued` -> `completed` / `failed`, leads `uploaded` / `failed` /
                        `unconfirmed`, or left `sent` until the failed-rows file says which rows failed
   failed_file_fetch    the failed-rows file settles the leads of a completed batch
@@ -24,14 +26,15 @@ its leads, which are locked in primary-key order, so overlapping writers seriali
 import logging
 import random
 import re
+import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.db.models import Count, F, Q, Value
 from django.urls import reverse
 from django.utils import timezone
@@ -55,8 +58,15 @@ from cloudagent.rules import build_rows
 from cloudagent.safe_http import FetchPolicy, parse_networks
 from cloudagent.spreadsheet_guard import SheetLimits
 from uploads import queues, selectors
-from uploads.models import CallbackEvent, PushRequest, PushRequestLead, UploadTransaction
-from uploads.ratelimit import SlotPacer
+from uploads.models import (
+    CallbackEvent,
+    DispatchLease,
+    DispatchNode,
+    PushRequest,
+    PushRequestLead,
+    UploadTransaction,
+)
+from uploads.ratelimit import SlotPacer, SlotTimeout
 from uploads.selectors import push_eta_seconds, upload_transactions_overdue
 
 logger = logging.getLogger("leadhub.push")
@@ -70,8 +80,10 @@ OPEN_TRANSACTION_STATES = (
 # `queued` too: the push may record the transactionId a moment before it moves the leads to `sent`.
 OPEN_LEAD_STATUSES = (Lead.Status.SENT, Lead.Status.QUEUED)
 FAILED_FILE_URL_TTL = timedelta(hours=24)  # docs/cloudagent-contract.md, Failed-rows file: the URL lives 24 hours
-# docs/cloudagent-contract.md, Related provider facts: CloudAgent's duplicate reason is "Number Already Exist".
-ALREADY_HELD = re.compile(r"already\s+exist", re.IGNORECASE)
+# CloudAgent's reason texts for a number it holds are not documented and differ between its APIs
+# (docs/cloudagent-contract.md, Related provider facts): the older ones say "Number Already Exist", V4
+# "Duplicate PhoneNumber". On a re-sent batch any such wording means an earlier attempt got through.
+ALREADY_HELD = re.compile(r"duplicate|already\s*(?:exist|present|there|uploaded|added|in)", re.IGNORECASE)
 ALREADY_HELD_REASON = "CloudAgent already held it: an earlier attempt of this batch got through"
 GENERIC_FAILED_REASON = "CloudAgent did not add this number (its failed file gives no reason)"
 UNCONFIRMED_REASON = "CloudAgent did not process every row of this batch and did not say which"
@@ -80,6 +92,8 @@ UNMATCHED_ROWS_REASON = "CloudAgent's failed file names rows we cannot match to 
 # Leads an operator may push: new ones, and ones CloudAgent or our checks refused, once fixed.
 PUSHABLE_STATUSES = (Lead.Status.NEW, Lead.Status.FAILED, Lead.Status.INVALID, Lead.Status.UNCONFIRMED)
 CHUNK = 5000
+# Pauses between tries to record a send's outcome through a database outage: about a minute and a half in all.
+OUTCOME_WRITE_DELAYS = (0.5, 1, 2, 4, 8, 15, 30, 30)
 
 
 def callback_url_for(account: CloudAgentAccount) -> str:
@@ -182,8 +196,8 @@ def leads_push_request(
     )
     summary.eta_seconds = _latest_eta(set(account_ids), more_batches=summary.batches)
     push_request = _push_request_create(leads=pushable, user=user, statuses=statuses, check_duplicate=check_duplicate)
+    # Should the job be lost, every dispatch process's recovery sweep enqueues the request again.
     transaction.on_commit(lambda: queues.leads_push_enqueue(push_request_id=push_request.pk))
-    transaction.on_commit(queues.watchdog_ensure)  # re-enqueues the request should its job be lost
     return summary
 
 
@@ -266,19 +280,16 @@ def leads_push(*, leads, user=None, statuses: Iterable[str] = PUSHABLE_STATUSES,
             summary=summary,
         )
         accounts.add(campaign.account_id)
+    # No job is enqueued: dispatch processes find the batches in the database, so a push survives a Redis loss
+    # (uploads/dispatcher.py); the nudge only saves them waiting for their next poll.
     summary.eta_seconds = _latest_eta(accounts)
-    for account_id in accounts:
-        transaction.on_commit(lambda account_id=account_id: _dispatch_soon(account_id))
+    if summary.batches:
+        transaction.on_commit(queues.dispatch_wake)
     return summary
 
 
 def campaign_push_new(*, campaign: Campaign, user=None) -> PushSummary:
     return leads_push_request(leads=Lead.objects.filter(campaign=campaign), user=user, statuses=[Lead.Status.NEW])
-
-
-def _dispatch_soon(account_id: int) -> None:
-    queues.account_dispatch_ensure(account_id=account_id)
-    queues.watchdog_ensure()
 
 
 def _campaign_batches(*, campaign, leads, statuses, user, check_duplicate, summary) -> None:
@@ -376,69 +387,142 @@ def upload_transaction_claim_next(*, account_id: int, last_served: dict[int, flo
     for campaign_id in sorted(campaign_ids, key=lambda cid: (last_served.get(cid, float("-inf")), cid)):
         for batch_id in ready.filter(campaign_id=campaign_id).order_by("pk").values_list("pk", flat=True)[:5]:
             claimed = UploadTransaction.objects.filter(pk=batch_id, state=UploadTransaction.State.PENDING).update(
-                state=UploadTransaction.State.SENDING, claimed_at=now, updated_at=now
+                # No request for this claim yet: recovery tells a batch never sent from one maybe sent by it.
+                state=UploadTransaction.State.SENDING,
+                claimed_at=now,
+                last_attempt_at=None,
+                updated_at=now,
             )
             if claimed:
                 return UploadTransaction.objects.select_related("campaign__account").get(pk=batch_id)
     return None
 
 
-def upload_transaction_send(*, batch: UploadTransaction, client: CloudAgentClient, pacer: SlotPacer) -> str:
-    """Send one claimed batch and record what became of it; returns the outcome's name.
+@dataclass
+class PreparedBatch:
+    """A claimed batch with its rows built and its request fields fixed: what is left is the slot and the call."""
 
-    No database transaction is open across the HTTP call: the claim was committed before, the outcome is
-    written after. The pacer slot is taken right before the request, so what we count is what CloudAgent sees.
-    """
+    batch: UploadTransaction
+    rows: list
+    options: dict
+    callback_url: str
+
+
+def upload_transaction_prepare(*, batch: UploadTransaction) -> PreparedBatch | None:
+    """Build the claimed batch's rows ahead of its slot (the database work a send needs, done before the slot so
+    it does not eat into the pace). Leads our checks now refuse leave the batch; a batch left empty ends here
+    and None comes back."""
     campaign = batch.campaign
-    leads = list(Lead.objects.filter(upload_transaction=batch, status=Lead.Status.QUEUED).order_by("pk"))
-    built = build_rows(campaign.column_map, ((lead.pk, lead_values(lead, campaign)) for lead in leads))
+    leads = Lead.objects.filter(upload_transaction=batch, status=Lead.Status.QUEUED).order_by("pk")
+    rows = leads.values_list(*LEAD_ROW_FIELDS, named=True)
+    built = build_rows(campaign.column_map, ((lead.pk, lead_values(lead, campaign)) for lead in rows))
     _leads_mark_invalid(built.rejected, statuses=[Lead.Status.QUEUED], unlink=True)
     if not built.rows:
         _finish_error(
             batch, "nothing left to send: every lead was refused by our own checks", lead_status=None, attempted=False
         )
-        return "empty"
-
+        return None
     # An attempt whose outcome was unknown may have reached CloudAgent: every re-send skips its duplicates.
     options = {**batch.options, "checkDuplicate": bool(batch.options.get("checkDuplicate") or batch.ambiguous_attempts)}
     callback_url = callback_url_for(campaign.account)
     sent_options = {**options, "callBackUrl": callback_url, "rows": len(built.rows)}
     UploadTransaction.objects.filter(pk=batch.pk).update(options=sent_options, row_count=len(built.rows))
-    pacer.acquire()
+    return PreparedBatch(batch=batch, rows=built.rows, options=options, callback_url=callback_url)
+
+
+def upload_transaction_give_back(*, batch: UploadTransaction) -> bool:
+    """A claimed batch its dispatcher will not finish (it lost the account, is stopping, or could not learn or
+    record the outcome): back to `pending` as it was if no request left for it, else as ambiguous, re-sent with
+    checkDuplicate=true. `last_attempt_at` tells the two apart: the claim clears it, the grant writes it."""
+    claimed = _as_claimed(batch).filter(state=UploadTransaction.State.SENDING)
+    now = timezone.now()
+    if claimed.filter(last_attempt_at__isnull=True).update(
+        state=UploadTransaction.State.PENDING, claimed_at=None, updated_at=now
+    ):
+        return True
+    return bool(
+        claimed.update(
+            state=UploadTransaction.State.PENDING,
+            claimed_at=None,
+            ambiguous_attempts=F("ambiguous_attempts") + 1,
+            last_error="its outcome is unknown; re-sending with checkDuplicate=true",
+            updated_at=now,
+        )
+    )
+
+
+def upload_transaction_send(*, prepared: PreparedBatch, client: CloudAgentClient, pacer: SlotPacer) -> str:
+    """Send one prepared batch in the account's next slot and record what became of it; returns the outcome.
+
+    Raises SlotTimeout (with the seconds to wait) when the slot has not come yet: the batch stays claimed.
+    No database transaction is open across the HTTP call. The slot is taken right before the request, so what
+    we count is what CloudAgent sees, and its time is written first: the pacer can be seeded with it."""
+    batch, options = prepared.batch, prepared.options
+    campaign = batch.campaign
+    account_id = campaign.account_id
+    wait, granted_at = pacer.take(
+        history=lambda: selectors.account_recent_attempts(account_id=account_id, seconds=pacer.window_seconds * 2)
+    )
+    if wait > 0:
+        raise SlotTimeout(f"pacer {pacer.key}: next slot in {wait:.3f} s", wait=wait)
+    UploadTransaction.objects.filter(pk=batch.pk).update(last_attempt_at=datetime.fromtimestamp(granted_at, tz=UTC))
     try:
         result = client.add_bulk_data(
             campaign_name=campaign.name,
             column_map=campaign.column_map,
-            rows=built.rows,
+            rows=prepared.rows,
             check_duplicate=options["checkDuplicate"],
             is_delete=options.get("isDelete", False),
             start=options.get("start", False),
-            callback_url=callback_url,
+            callback_url=prepared.callback_url,
         )
-    except RateLimitedError as exc:
+    except CloudAgentError as exc:
+        error = exc
+    else:
+        return _outcome_write(lambda: _record_accepted(batch, result))
+    if isinstance(error, RateLimitedError):
         # CloudAgent counts differently from us: skip the next slot, and a whole window if it keeps saying so.
         pacer.push_back(min(pacer.window_seconds, pacer.interval * 2 ** (batch.rate_limited + 1)))
+    return _outcome_write(lambda: _record_refusal(batch, error))
+
+
+def _record_refusal(batch: UploadTransaction, exc: CloudAgentError) -> str:
+    if isinstance(exc, RateLimitedError):
         return _retry(batch, exc, rate_limited=True)
-    except TransientError as exc:
+    if isinstance(exc, TransientError):
         return _retry(batch, exc)
-    except AuthenticationError as exc:
+    campaign = batch.campaign
+    if isinstance(exc, AuthenticationError):
         _flag_problem(CloudAgentAccount.objects.filter(pk=campaign.account_id), exc.message)
         _fail_waiting(UploadTransaction.objects.filter(campaign__account_id=campaign.account_id), exc.message)
         _finish_error(batch, exc.message)
         return "account_refused"
-    except CampaignError as exc:
+    if isinstance(exc, CampaignError):
         _flag_problem(Campaign.objects.filter(pk=campaign.pk), exc.message)
         _fail_waiting(UploadTransaction.objects.filter(campaign=campaign), exc.message)
-        _finish_error(batch, exc.message)
-        return "refused"
-    except CloudAgentError as exc:
-        _finish_error(batch, exc.message, ambiguous=exc.ambiguous)
-        return "refused"
-    _record_accepted(batch, result)
-    return "queued"
+    _finish_error(batch, exc.message, ambiguous=exc.ambiguous)
+    return "refused"
 
 
-def _record_accepted(batch: UploadTransaction, result: AddBulkDataResult) -> None:
+def _outcome_write(write: Callable[[], str]) -> str:
+    """Write a send's outcome, retrying through a database blip: CloudAgent's answer exists only in this
+    process, and an accepted batch whose answer is lost would be re-sent as ambiguous. Each try is its own
+    short transaction on a fresh connection; after OUTCOME_WRITE_DELAYS the batch stays `sending` and is
+    recovered as ambiguous (re-sent with checkDuplicate=true) once its lease lapses."""
+    for delay in (*OUTCOME_WRITE_DELAYS, None):
+        try:
+            return write()
+        except (OperationalError, InterfaceError):
+            if delay is None:
+                raise
+            logger.warning("could not record a send's outcome; retrying in %.1f s", delay, exc_info=True)
+            close_old_connections()
+            connection.close()
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _record_accepted(batch: UploadTransaction, result: AddBulkDataResult) -> str:
     now = timezone.now()
     with transaction.atomic():
         # A batch recovered to `pending` meanwhile (its lease lapsed) was still accepted: record it.
@@ -463,6 +547,7 @@ def _record_accepted(batch: UploadTransaction, result: AddBulkDataResult) -> Non
         batch.transaction_id = result.transaction_id
         # CloudAgent can call back before its synchronous answer reaches us (docs/cloudagent-contract.md, callback).
         callback_events_apply_waiting(upload_transaction=batch)
+    return "queued"
 
 
 def _retry(batch: UploadTransaction, exc: CloudAgentError, *, rate_limited: bool = False) -> str:
@@ -546,19 +631,29 @@ def _fail_waiting(batches, message: str) -> None:
 
 def upload_transactions_recover_stale(*, account_id: int) -> int:
     """Batches left `sending` by a dispatcher that died. The caller holds the account's lease, so nothing is
-    sending them now; CloudAgent may hold them already, so they are re-sent with checkDuplicate=true."""
-    recovered = UploadTransaction.objects.filter(
-        campaign__account_id=account_id, state=UploadTransaction.State.SENDING
-    ).update(
+    sending them now. One whose request had started (its grant was written, `last_attempt_at`) may be held by
+    CloudAgent already and is re-sent with checkDuplicate=true; one only claimed and built goes back as it was."""
+    stale = UploadTransaction.objects.filter(campaign__account_id=account_id, state=UploadTransaction.State.SENDING)
+    now = timezone.now()
+    # claimed_at=None: should the dead dispatcher wake, its outcome no longer matches its claim.
+    unsent = stale.filter(last_attempt_at__isnull=True).update(
+        state=UploadTransaction.State.PENDING, claimed_at=None, updated_at=now
+    )
+    maybe_sent = stale.update(
         state=UploadTransaction.State.PENDING,
-        claimed_at=None,  # the dead dispatcher's claim: should it wake, its outcome no longer matches
+        claimed_at=None,
         ambiguous_attempts=F("ambiguous_attempts") + 1,  # the re-send derives checkDuplicate=true from it
         last_error="the worker stopped while sending; re-sending with checkDuplicate=true",
-        updated_at=timezone.now(),
+        updated_at=now,
     )
-    if recovered:
-        logger.warning("account %s: recovered %s batch(es) left sending by a stopped worker", account_id, recovered)
-    return recovered
+    if unsent or maybe_sent:
+        logger.warning(
+            "account %s: recovered %s batch(es) a stopped worker was sending and %s it had not sent yet",
+            account_id,
+            maybe_sent,
+            unsent,
+        )
+    return unsent + maybe_sent
 
 
 def upload_transactions_repush(*, batches, user=None) -> PushSummary:
@@ -844,14 +939,19 @@ def _failed_file_apply(upload_transaction: UploadTransaction, found: FailedFileR
         unnamed = (Lead.Status.UNCONFIRMED, UNMATCHED_ROWS_REASON) if unmatched else (Lead.Status.UPLOADED, "")
         for phone, lead_id in leads.items():
             if phone in reasons and resent and ALREADY_HELD.search(reasons[phone]):
-                outcomes[(Lead.Status.UPLOADED, ALREADY_HELD_REASON)].append(lead_id)
+                held_reason = f"{ALREADY_HELD_REASON} (its failed file said: {reasons[phone]})"
+                outcomes[(Lead.Status.UPLOADED, held_reason)].append(lead_id)
             elif phone in reasons:
                 outcomes[(Lead.Status.FAILED, reasons[phone])].append(lead_id)
             else:
                 outcomes[unnamed].append(lead_id)
         _leads_settle(upload_transaction.pk, outcomes)
         failed = sum(len(ids) for (status, _), ids in outcomes.items() if status == Lead.Status.FAILED)
-        held = len(outcomes.get((Lead.Status.UPLOADED, ALREADY_HELD_REASON), ()))
+        held = sum(
+            len(ids)
+            for (status, reason), ids in outcomes.items()
+            if status == Lead.Status.UPLOADED and reason.startswith(ALREADY_HELD_REASON)
+        )
         strangers = len(reasons) - failed - held + unreadable
         notes = []
         if strangers:
@@ -884,3 +984,71 @@ def _failed_file_given_up(upload_transaction: UploadTransaction, problem: str) -
             attention=f"{problem}: leads marked unconfirmed"[:500], updated_at=timezone.now()
         )
     return problem
+
+
+# --- Dispatch leases: which dispatch process serves which account -----------------------------------------
+#
+# Kept in the database rather than Redis because Redis can come back empty (a failover to a replica without the
+# last writes): ownership must survive that, or a second process would take over accounts whose batches are in
+# flight and send them again. A lease is renewed for all of a process's accounts in one UPDATE and lapses when
+# the process dies; times come from the application clock, which the lease length (30 s) dwarfs any NTP skew of.
+
+# A node row not heard from for this long is gone for good; younger ones stay to say when dispatch last ran.
+DISPATCH_NODE_FORGET_AFTER = timedelta(hours=1)
+
+
+def dispatch_node_heartbeat(*, name: str, accounts: int, problem: str = "") -> None:
+    """Say this process is alive; recreates its row if it was lost (a restored database)."""
+    now = timezone.now()
+    updated = DispatchNode.objects.filter(name=name).update(heartbeat_at=now, accounts=accounts, problem=problem[:500])
+    if not updated:
+        host, pid, _ = name.rsplit(":", 2)
+        DispatchNode.objects.get_or_create(
+            name=name, defaults={"host": host, "pid": int(pid), "heartbeat_at": now, "problem": problem[:500]}
+        )
+
+
+def dispatch_node_stop(*, name: str) -> None:
+    DispatchLease.objects.filter(holder=name).update(holder="", expires_at=timezone.now())
+    DispatchNode.objects.filter(name=name).delete()
+
+
+def dispatch_nodes_forget_dead() -> int:
+    return DispatchNode.objects.filter(heartbeat_at__lt=timezone.now() - DISPATCH_NODE_FORGET_AFTER).delete()[0]
+
+
+def dispatch_lease_take(*, holder: str, account_id: int) -> bool:
+    """Take the account if nobody holds it or its holder's lease lapsed; one conditional UPDATE decides."""
+    now = timezone.now()
+    expires = now + timedelta(seconds=settings.LEADHUB_DISPATCH_LEASE_SECONDS)
+    taken = (
+        DispatchLease.objects.filter(account_id=account_id)
+        .filter(Q(holder="") | Q(expires_at__lt=now))
+        .update(holder=holder, expires_at=expires)
+    )
+    if taken:
+        return True
+    if DispatchLease.objects.filter(account_id=account_id).exists():
+        return False
+    try:
+        with transaction.atomic():
+            DispatchLease.objects.create(account_id=account_id, holder=holder, expires_at=expires)
+    except IntegrityError:  # another process created it first: it is theirs
+        return False
+    return True
+
+
+def dispatch_leases_renew(*, holder: str, account_ids) -> set[int]:
+    """Renew every lease this process holds in one UPDATE; returns the accounts still ours (one taken over
+    after a lapse is not)."""
+    ids = list(account_ids)
+    if not ids:
+        return set()
+    expires = timezone.now() + timedelta(seconds=settings.LEADHUB_DISPATCH_LEASE_SECONDS)
+    leases = DispatchLease.objects.filter(holder=holder, account_id__in=ids)
+    leases.update(expires_at=expires)
+    return set(leases.values_list("account_id", flat=True))
+
+
+def dispatch_lease_release(*, holder: str, account_id: int) -> None:
+    DispatchLease.objects.filter(holder=holder, account_id=account_id).update(holder="", expires_at=timezone.now())

@@ -1,29 +1,27 @@
-"""The import's row policy (README, Import policy): how a file's headers map to the campaign's columns, and what
-each row must be to become a lead CloudAgent will take. CloudAgent's own limits come from cloudagent.rules, so the
+"""The import's row policy (README, Import policy): what each row must be to become a lead CloudAgent will take,
+once its columns are mapped (campaigns.importing.columns). CloudAgent's own limits come from cloudagent.rules, so the
 preview refuses what the send-time check would."""
 
+from __future__ import annotations
+
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 
 from django.utils import timezone
 
-from campaigns.importing.readers import ImportFileError, cell_text
+from campaigns.importing.guard import ImportLimits, row_problem
+from campaigns.importing.phones import phone_normalizer
+from campaigns.importing.readers import cell_text
 from campaigns.models import Campaign
-from campaigns.normalize import PhoneError, clean_name, format_phone, normalize_phone
-from cloudagent.rules import MAX_ROW_CHARS, PHONE_HEADERS, PRIORITY_RANGE, header_key
+from campaigns.normalize import PhoneError, clean_name, format_phone
+from cloudagent.rules import MAX_ROW_CHARS, PRIORITY_RANGE
 
 # Rows of each kind (new, updated, duplicate, rejected, warning) a report keeps to show; its counts are complete.
 PREVIEW_ROWS = 1000
 
-ALIASES = {
-    "PhoneNumber": PHONE_HEADERS[1:],
-    "Name": ("name", "full name", "customer name", "lead name"),
-    "Priority": ("priority",),
-    "ExpiryDate": ("expiry", "expiry date", "expires"),
-    "AgentId": ("agent", "agent id"),
-    "skill": ("skill",),
-}
 _DAY_FIRST = re.compile(r"(\d{1,2})[/-](\d{1,2})[/-](\d{4})")
 _ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
 _WHOLE_NUMBER = re.compile(r"\d+(?:\.0*)?")
@@ -38,39 +36,6 @@ FIELD_OF = {
     "AgentId": "agent_id",
     "skill": "skill",
 }
-
-
-@dataclass
-class ColumnMapping:
-    """Where each of the campaign's columns is in the file; the other columns are ignored with a warning."""
-
-    index: dict[str, int]
-    warnings: list[str]
-
-
-def map_columns(header: list[str], column_map: list[str]) -> ColumnMapping:
-    """The campaign's own header names win over the aliases, so a custom column called "Contact" stays custom."""
-    by_key = {header_key(name): name for name in column_map}
-    aliases = {header_key(alias): std for std, names in ALIASES.items() for alias in (std, *names)}
-    index: dict[str, int] = {}
-    warnings = []
-    for position, name in enumerate(header):
-        key = header_key(name)
-        if not key:
-            warnings.append(f"column {position + 1} has no header; ignored")
-            continue
-        target = by_key.get(key) or aliases.get(key)
-        if target is None or target not in column_map:
-            warnings.append(f"column '{name}' is not in the campaign's column map; ignored")
-        elif target in index:
-            warnings.append(f"column '{name}' ignored: column '{header[index[target]]}' already gives {target}")
-        else:
-            index[target] = position
-    if "PhoneNumber" not in index:
-        expected = ", ".join(["PhoneNumber", *ALIASES["PhoneNumber"]])
-        found = ", ".join(f"'{h}'" for h in header if h) or "none"
-        raise ImportFileError(f"no phone number column: the header row needs one of {expected} (it has {found})")
-    return ColumnMapping(index=index, warnings=warnings)
 
 
 # ---------------------------------------------------------------------------------------------------- rows
@@ -100,20 +65,25 @@ def _expiry(value: object, today: date) -> date | None:
         text = value.strip()
         if not text:
             return None
-        try:
-            if m := _ISO_DATE.fullmatch(text):
-                day = date(int(m[1]), int(m[2]), int(m[3]))
-            elif m := _DAY_FIRST.fullmatch(text):
-                day = date(int(m[3]), int(m[2]), int(m[1]))
-            else:
-                raise ValueError
-        except ValueError:
-            raise Rejected(
-                f"ExpiryDate '{text}' is not a date (YYYY-MM-DD, DD/MM/YYYY or DD-MM-YYYY, day first)"
-            ) from None
+        day = _day(text)
+        if day is None:
+            raise Rejected(f"ExpiryDate '{text}' is not a date (YYYY-MM-DD, DD/MM/YYYY or DD-MM-YYYY, day first)")
     if day < today:
         raise Rejected(f"ExpiryDate {day.isoformat()} is in the past")
     return day
+
+
+@lru_cache(maxsize=4096)
+def _day(text: str) -> date | None:
+    """A file's expiry dates are a handful of distinct texts, repeated on every row: each is parsed once."""
+    try:
+        if m := _ISO_DATE.fullmatch(text):
+            return date(int(m[1]), int(m[2]), int(m[3]))
+        if m := _DAY_FIRST.fullmatch(text):
+            return date(int(m[3]), int(m[2]), int(m[1]))
+    except ValueError:
+        pass
+    return None
 
 
 def _limited(header: str, value: str, limit: int) -> str:
@@ -131,6 +101,9 @@ class ImportReport:
 
     columns: list[str]
     header: list[str] = field(default_factory=list)
+    # The export recognised (a source profile's label), and (header, field, why) for every column of the file.
+    profile: str = ""
+    mapped: list = field(default_factory=list)
     rows: int = 0
     imported: int = 0
     updated: int = 0
@@ -168,38 +141,82 @@ class ImportReport:
         }
 
 
-@dataclass
-class Row:
-    line: int
-    values: tuple  # in ROW_FIELDS order
-    sent: dict  # CloudAgent header -> text as sent
+# An accepted row: (line, values in ROW_FIELDS order, the text CloudAgent gets in the campaign's column order).
+# A plain tuple of plain values (dates as ISO text, extra fields as JSON text): rows cross a pipe from the child
+# process that checks them, and tuples of strings pickle ~10x faster than objects. The phone is values[0].
+Row = tuple[int, tuple, tuple]
 
-    @property
-    def phone(self) -> str:
-        return self.values[0]
+
+@dataclass
+class Checked:
+    """One batch of lines through the policy: what a child process sends back (so: plain, picklable data)."""
+
+    lines: int
+    rows: int
+    accepted: list[Row]
+    rejected: list[tuple[int, list, str]]
+    warnings: list[tuple[int | None, str]]
+    warning_count: int
 
 
 class RowPolicy:
-    """The policy for one campaign and one file's header: `check` turns a row's cells into a Row, raises Rejected,
-    or returns None for a blank row or a repeat of an earlier line (recorded on the report as a duplicate)."""
+    """The policy for one campaign and one file's column mapping (campaigns.importing.columns): `index` is field
+    -> position, `kept` the (header, position) of the columns kept as extra fields, `width` the header's length.
+    `check` turns a row's cells into a Row, raises Rejected, or returns None for a blank row. Repeats of an earlier
+    line are the writers' to find (in the database, so memory stays flat)."""
 
-    def __init__(self, *, campaign: Campaign, header: list[str], report: ImportReport):
+    def __init__(
+        self,
+        *,
+        campaign: Campaign,
+        index: dict[str, int],
+        kept: list[tuple[str, int]],
+        width: int,
+        header: list[str] | None = None,
+    ):
         self.columns = list(campaign.column_map)
-        self.mapping = map_columns(header, self.columns)
-        self.report = report
-        for message in self.mapping.warnings:
-            report.warn(None, message)
+        self.width = width
+        self.header = header or []  # names the column of a refused cell
+        self.limits = ImportLimits.from_settings()
+        self.index = index
         self.region = campaign.phone_region
+        self.normalize_phone = phone_normalizer(self.region).normalize
         self.phone_format = campaign.phone_format
         self.headers_length = sum(len(h) for h in self.columns)
-        self.seen: dict[str, int] = {}
         self.today = timezone.localdate()
-        index = self.mapping.index
+        # The campaign's other map columns: sent to CloudAgent and kept on the lead; the columns the operator keeps
+        # as extra fields: kept on the lead only.
         self.extras = [(h, i) for h, i in index.items() if h not in FIELD_OF and h != "PhoneNumber"]
-        self.update_fields = [FIELD_OF[h] for h in index if h in FIELD_OF] + (["extra"] if self.extras else [])
+        self.kept = kept
+        stored_extra = ["extra"] if self.extras or self.kept else []
+        self.update_fields = [FIELD_OF[h] for h in index if h in FIELD_OF] + stored_extra
+        self.report = ImportReport(columns=self.columns)
+
+    def checked(self, batch: list[tuple[int, list]]) -> Checked:
+        """The policy over a batch of lines. Warnings go to a report of the batch's own: in a child process the
+        import's report would be a copy nobody reads."""
+        report = self.report = ImportReport(columns=self.columns)
+        accepted, rejected = [], []
+        for line, cells in batch:
+            if len(cells) < self.width:
+                cells = cells + [""] * (self.width - len(cells))
+            # The same cells and verdict in the preview and the import: a NUL byte once passed the dry run and
+            # failed the real import on PostgreSQL.
+            cells, problem = row_problem(cells, self.header, self.limits)
+            try:
+                if problem:
+                    report.rows += 1
+                    raise Rejected(problem)
+                row = self.check(line, cells)
+            except Rejected as exc:
+                rejected.append((line, cells, str(exc)))
+                continue
+            if row is not None:
+                accepted.append(row)
+        return Checked(len(batch), report.rows, accepted, rejected, report.warning_list, report.warnings)
 
     def check(self, line: int, cells: list) -> Row | None:
-        index = self.mapping.index
+        index = self.index
         raw_phone = cells[index["PhoneNumber"]]
         if not (raw_phone.strip() if isinstance(raw_phone, str) else raw_phone):
             if not any(str(c).strip() for c in cells):
@@ -208,12 +225,12 @@ class RowPolicy:
             raise Rejected("PhoneNumber is empty")
         self.report.rows += 1
         try:
-            phone = normalize_phone(raw_phone, self.region)
+            phone = self.normalize_phone(raw_phone)
         except PhoneError as exc:
             raise Rejected(str(exc)) from None
         sent = {"PhoneNumber": format_phone(phone, self.region, self.phone_format)}
-        name = priority = expiry = None
-        agent_id = skill = ""
+        name = priority = None
+        expiry = agent_id = skill = ""
         if "Name" in index:
             raw = cell_text(cells[index["Name"]])
             name, changed = clean_name(raw)
@@ -226,8 +243,8 @@ class RowPolicy:
             priority = _priority(cells[index["Priority"]])
             sent["Priority"] = "" if priority is None else str(priority)
         if "ExpiryDate" in index:
-            expiry = _expiry(cells[index["ExpiryDate"]], self.today)
-            sent["ExpiryDate"] = "" if expiry is None else expiry.isoformat()
+            day = _expiry(cells[index["ExpiryDate"]], self.today)
+            expiry = sent["ExpiryDate"] = "" if day is None else day.isoformat()
         if "AgentId" in index:
             agent_id = sent["AgentId"] = _limited("AgentId", cell_text(cells[index["AgentId"]]).strip(), 100)
         if "skill" in index:
@@ -235,11 +252,16 @@ class RowPolicy:
         extra = {}
         for header, i in self.extras:
             extra[header] = sent[header] = cell_text(cells[i]).strip()
+        for header, i in self.kept:
+            extra[header] = cell_text(cells[i]).strip()
         length = self.headers_length + sum(map(len, sent.values()))
         if length > MAX_ROW_CHARS:
             raise Rejected(f"row is {length} characters with its headers; CloudAgent allows at most {MAX_ROW_CHARS}")
-        first = self.seen.setdefault(phone, line)
-        if first != line:
-            self.report.duplicate(line, phone, f"repeats line {first}")
-            return None
-        return Row(line, (phone, name or "", priority, expiry, agent_id, skill, extra, line), sent)
+        values = (phone, name or "", priority, expiry or None, agent_id, skill, _extra_json(extra), line)
+        return line, values, tuple(sent.get(h, "") for h in self.columns)
+
+
+def _extra_json(extra: dict) -> str:
+    """Extra fields as stored: the empty ones left out."""
+    kept = {k: v for k, v in extra.items() if v}
+    return json.dumps(kept, ensure_ascii=False) if kept else "{}"

@@ -2,22 +2,22 @@
 that yields one row at a time, so memory stays flat whatever the file's size (CSV through the csv module,
 spreadsheets through python-calamine)."""
 
-import codecs
 import csv
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
+from itertools import chain, islice
 from pathlib import Path
 
 from python_calamine import CalamineError, CalamineWorkbook
 
+from campaigns.importing.encodings import FileEncodingError, detect_encoding
 from campaigns.importing.guard import ImportLimits, header_problem, json_depth_problem, rows_problem, sheet_limits
 from cloudagent.rules import sniff_delimiter
 from cloudagent.spreadsheet_guard import SpreadsheetRefused, spreadsheet_check
 
-ENCODING_PASS_BYTES = 1 << 20
 SNIFF_CHARS = 64 * 1024
 
 # File extension -> reader; the admin's format choice and the CLI's --format use the same names.
@@ -58,6 +58,12 @@ class Sheet:
     rows: Iterator[tuple[int, list]]
     rows_estimate: int
 
+    def peek(self, count: int) -> list[list]:
+        """The cells of the first `count` rows, which `rows` still yields: what the column proposal looks at."""
+        first = list(islice(self.rows, count))
+        self.rows = chain(first, self.rows)
+        return [cells for _line, cells in first]
+
 
 def _cell(value: object) -> object:
     """A spreadsheet or JSON value as text; dates stay dates. Excel stores 9876543210 as 9876543210.0."""
@@ -75,6 +81,8 @@ def _cell(value: object) -> object:
 
 
 def cell_text(value: object) -> str:
+    if value.__class__ is str:  # nearly every cell: the quick way out
+        return value
     if isinstance(value, datetime):
         return value.isoformat(sep=" ") if value.time() else value.date().isoformat()
     if isinstance(value, date):
@@ -92,27 +100,13 @@ def _sheet(numbered_rows: Iterator[tuple[int, list]], estimate: int) -> Sheet:
 
 
 def _detect_encoding(path: Path) -> tuple[str, int]:
-    """UTF-8 (with or without BOM) if every byte of the file decodes as UTF-8, else Windows-1252, else Latin-1
-    (which decodes anything). The whole file is checked, in one cheap pass, so a stray byte on line 90,000 cannot
-    stop the import half-way. Also returns the number of lines, as the progress bar's estimate."""
-    with path.open("rb") as f:
-        head = f.read(3)
-        for encoding in ("utf-8", "cp1252"):
-            decoder = codecs.getincrementaldecoder(encoding)()
-            f.seek(0)
-            lines, last = 0, b"\n"
-            try:
-                while chunk := f.read(ENCODING_PASS_BYTES):
-                    decoder.decode(chunk)
-                    lines += chunk.count(b"\n")
-                    last = chunk[-1:]
-                decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
-                continue
-            if encoding == "utf-8" and head == codecs.BOM_UTF8:
-                encoding = "utf-8-sig"
-            return encoding, lines + (last != b"\n")
-    return "latin-1", lines + (last != b"\n")
+    """The file's encoding (campaigns.importing.encodings: byte-order marks, UTF-16/32 without one, UTF-8, legacy
+    code pages) and its number of lines, the progress bar's estimate."""
+    try:
+        found = detect_encoding(path)
+    except FileEncodingError as exc:
+        raise ImportFileError(str(exc)) from None
+    return found.codec, found.lines
 
 
 @contextmanager

@@ -1,25 +1,33 @@
-"""The import's database writers: one pass over a sheet that checks each row by the policy, drops duplicates and
-writes new leads CHUNK_ROWS at a time, each chunk in its own transaction.
+"""The import's database writers: one pass over a sheet whose rows the policy checks (in a second process for a
+big file), writing new leads CHUNK_ROWS at a time, each chunk in its own transaction.
 
-What grows is one phone number per accepted row for the in-file duplicate check, and the first PREVIEW_ROWS rows
-of each kind a report keeps to show. Campaign duplicates are looked up once per chunk in the database, so a
-campaign of millions of leads costs no memory. Services call this module; it never touches the LeadImport record
-(campaigns.services owns that).
+Memory stays flat: rows are read and checked a chunk at a time; on PostgreSQL the numbers seen so far (the in-file
+duplicate check) are a TEMP table, not a Python set; campaign duplicates are found by the INSERT itself; what a
+report keeps is the first PREVIEW_ROWS rows of each kind. Services call this module; it never touches the
+LeadImport record (campaigns.services owns that).
 """
 
+from __future__ import annotations
+
 import json
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from itertools import islice
+from typing import TYPE_CHECKING
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from campaigns.importing.guard import ImportLimits, row_problem
-from campaigns.importing.policy import PREVIEW_ROWS, ROW_FIELDS, ImportReport, Rejected, Row, RowPolicy
+from campaigns.importing.parallel import map_in_child
+from campaigns.importing.policy import PREVIEW_ROWS, ROW_FIELDS, ImportReport, Row, RowPolicy
 from campaigns.importing.readers import Sheet, cell_text
 from campaigns.models import Campaign, Lead
 
+if TYPE_CHECKING:
+    from campaigns.importing.columns import MappingProposal
+
 CHUNK_ROWS = 5000
+# From this many lines on, rows are checked in a child process while this one writes (campaigns.importing.parallel).
+PARALLEL_ROWS = 20_000
 
 
 class _LeadFileImport:
@@ -31,6 +39,7 @@ class _LeadFileImport:
         *,
         campaign: Campaign,
         sheet: Sheet,
+        mapping: MappingProposal,
         lead_import_id: int | None,
         dry_run: bool,
         on_reject: Callable[[int, list, str], None] | None,
@@ -42,37 +51,46 @@ class _LeadFileImport:
         self.on_reject = on_reject
         self.progress = progress
         self.columns = list(campaign.column_map)
-        self.report = ImportReport(columns=self.columns, header=sheet.header)
-        self.policy = RowPolicy(campaign=campaign, header=sheet.header, report=self.report)
-        self.width = len(sheet.header)
-        self.limits = ImportLimits.from_settings()
+        self.report = ImportReport(
+            columns=self.columns,
+            header=sheet.header,
+            profile=mapping.profile.label if mapping.profile else "",
+            mapped=[(c.header, c.field, c.reason) for c in mapping.columns],
+        )
+        for message in mapping.warnings:
+            self.report.warn(None, message)
+        self.policy = RowPolicy(
+            campaign=campaign,
+            index=mapping.index,
+            kept=mapping.extras,
+            width=len(mapping.columns),
+            header=sheet.header,
+        )
         leads = _PostgresLeads if connection.vendor == "postgresql" else _SqlLeads
         self.lead_import_id = lead_import_id
         self.leads = leads(campaign.pk, lead_import_id, with_extra=campaign.update_existing_on_import)
 
     def run(self) -> ImportReport:
-        chunk: list[Row] = []
+        """Check the rows a batch at a time (in a child process for a big file, so checking the next batch overlaps
+        writing this one), then sort and write each batch."""
         lines_read = 0
-        for line, cells in self.sheet.rows:
-            lines_read += 1
-            if len(cells) < self.width:
-                cells = cells + [""] * (self.width - len(cells))
-            cells, problem = row_problem(cells, self.sheet.header, self.limits)
-            try:
-                if problem:
-                    self.report.rows += 1
-                    raise Rejected(problem)
-                row = self.policy.check(line, cells)
-            except Rejected as exc:
-                self._reject(line, cells, str(exc))
-                continue
-            if row is None:
-                continue
-            chunk.append(row)
-            if len(chunk) >= CHUNK_ROWS:
-                self._flush(chunk, lines_read)
-                chunk = []
-        self._flush(chunk, lines_read)
+        if self.sheet.rows_estimate >= PARALLEL_ROWS:
+            batches = map_in_child(self.sheet.rows, self.policy.checked, batch=CHUNK_ROWS)
+        else:
+            batches = (self.policy.checked(batch) for batch in _batched(self.sheet.rows, CHUNK_ROWS))
+        self.leads.start()
+        try:
+            for checked in batches:
+                lines_read += checked.lines
+                report = self.report
+                report.rows += checked.rows
+                report.warnings += checked.warning_count
+                report.warning_list += checked.warnings[: PREVIEW_ROWS - len(report.warning_list)]
+                for line, cells, reason in checked.rejected:
+                    self._reject(line, cells, reason)
+                self._flush(checked.accepted, lines_read)
+        finally:
+            self.leads.finish()
         return self.report
 
     def _reject(self, line: int, cells: list, reason: str) -> None:
@@ -85,46 +103,66 @@ class _LeadFileImport:
 
     def _listed(self, rows: list, listed: list) -> None:
         for row in rows[: PREVIEW_ROWS - len(listed)]:
-            listed.append((row.line, [row.sent.get(h, "") for h in self.columns]))
+            listed.append((row[0], list(row[2])))
 
     def _flush(self, chunk: list[Row], lines_read: int) -> None:
-        """Sort a chunk into new, updated and duplicate rows against the campaign, and write it unless dry."""
+        """Sort a chunk into repeats of earlier lines, new, updated and duplicate rows against the campaign, and
+        write it unless dry. New rows are inserted first (ON CONFLICT DO NOTHING): only the few that were not are
+        looked up, rather than every number of the chunk."""
         update_existing = self.campaign.update_existing_on_import
-        with nullcontext() if self.dry_run else transaction.atomic():
-            existing = self.leads.existing([row.phone for row in chunk]) if chunk else {}
-            new, updates, written_before = [], [], []
+        report = self.report
+        with transaction.atomic():
+            self.leads.relax_commit()
+            repeats = self.leads.repeats(chunk) if chunk else {}
+            unique = []
             for row in chunk:
-                found = existing.get(row.phone)
+                line, (phone, *_values), _sent = row
+                if line in repeats:
+                    report.duplicate(line, phone, f"repeats line {repeats[line]}")
+                else:
+                    unique.append(row)
+            inserted = self.leads.insert(unique) if unique and not self.dry_run else set()
+            new = [row for row in unique if _phone(row) in inserted]
+            others = [row for row in unique if _phone(row) not in inserted]
+            existing = self.leads.existing([_phone(row) for row in others]) if others else {}
+            updates, written_before = [], []
+            for row in others:
+                line, phone = row[0], _phone(row)
+                found = existing.get(phone)
                 if found is None:
-                    new.append(row)
+                    # Dry: it would be new. Written: another import took the number and it went since.
+                    if self.dry_run:
+                        new.append(row)
+                    else:
+                        report.duplicate(line, phone, "already in the campaign")
                 elif self.lead_import_id is not None and found[1] == self.lead_import_id:
                     written_before.append(row)  # by this import, before a crash stopped it: resuming
                 elif update_existing and found[0] == Lead.Status.NEW:
                     updates.append((row, found[2]))
                 elif update_existing:
-                    self.report.duplicate(
-                        row.line, row.phone, f"already in the campaign as a {found[0]} lead; not updated"
-                    )
+                    report.duplicate(line, phone, f"already in the campaign as a {found[0]} lead; not updated")
                 else:
-                    self.report.duplicate(row.line, row.phone, "already in the campaign")
-            if not self.dry_run:
-                inserted = self.leads.insert([row.values for row in new]) if new else set()
-                # A number another import added since the lookup (PostgreSQL only: SQLite's IMMEDIATE transaction
-                # has held the write lock since the lookup) is a duplicate too.
-                for row in new:
-                    if row.phone not in inserted:
-                        self.report.duplicate(row.line, row.phone, "already in the campaign")
-                new = [row for row in new if row.phone in inserted]
-                updated = self.leads.update(self.policy.update_fields, updates) if updates else 0
-                self.report.duplicates += len(updates) - updated
-            else:
+                    report.duplicate(line, phone, "already in the campaign")
+            if self.dry_run:
                 updated = len(updates)
-            self.report.imported += len(new) + len(written_before)
-            self.report.updated += updated
-            self._listed(new, self.report.new_rows)
-            self._listed([row for row, _extra in updates], self.report.updated_rows)
+            else:
+                updated = self.leads.update(self.policy.update_fields, updates) if updates else 0
+                report.duplicates += len(updates) - updated
+            report.imported += len(new) + len(written_before)
+            report.updated += updated
+            self._listed(new, report.new_rows)
+            self._listed([row for row, _extra in updates], report.updated_rows)
             if self.progress:
                 self.progress(lines_read, max(lines_read, self.sheet.rows_estimate))
+
+
+def _phone(row: Row) -> str:
+    return row[1][0]
+
+
+def _batched(items: Iterator, size: int) -> Iterator[list]:
+    while batch := list(islice(items, size)):
+        yield batch
 
 
 def _columns(*names: str) -> list[str]:
@@ -132,8 +170,9 @@ def _columns(*names: str) -> list[str]:
 
 
 class _SqlLeads:
-    """The campaign's leads as an import sees them, a chunk at a time: which numbers it has, and the writes, with
-    multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING (SQLite 3.35+)."""
+    """The campaign's leads as an import sees them, a chunk at a time: which rows repeat an earlier line, which
+    numbers the campaign has, and the writes, with multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING (SQLite
+    3.35+). SQLite is for development and tests: the numbers seen so far are held in memory here."""
 
     BATCH = 500
     # Columns after the row's own: status, status_reason, source, lead_import, created_at, updated_at, campaign.
@@ -148,6 +187,25 @@ class _SqlLeads:
         self.table = connection.ops.quote_name(Lead._meta.db_table)
         self.conflict = ", ".join(_columns("campaign", "phone_number"))
         self.phone_column = _columns("phone_number")[0]
+        self.seen: dict[str, int] = {}
+
+    def start(self) -> None:
+        self.seen = {}
+
+    def relax_commit(self) -> None:
+        """Nothing to relax on SQLite."""
+
+    def finish(self) -> None:
+        self.seen = {}
+
+    def repeats(self, chunk: list[Row]) -> dict[int, int]:
+        """line -> the earlier line of the file with the same number, for the chunk's rows that repeat one."""
+        found = {}
+        for line, values, _sent in chunk:
+            first = self.seen.setdefault(values[0], line)
+            if first != line:
+                found[line] = first
+        return found
 
     def existing(self, phones: list[str]) -> dict[str, tuple[str, int | None, dict | None]]:
         """phone -> (status, the import that wrote it, extra if the campaign updates existing leads) for the numbers
@@ -156,22 +214,16 @@ class _SqlLeads:
         found = Lead.objects.filter(campaign_id=self.campaign_id, phone_number__in=phones).values_list(*fields)
         return {phone: (status, source, extra[0] if extra else None) for phone, status, source, *extra in found}
 
-    def _adapt(self, values: tuple) -> tuple:
-        phone, name, priority, expiry, agent_id, skill, extra, line = values
-        ops = connection.ops
-        extra = {k: v for k, v in extra.items() if v}
-        return (phone, name, priority, ops.adapt_datefield_value(expiry), agent_id, skill,
-                ops.adapt_json_value(extra, None), line)  # fmt: skip
-
-    def insert(self, rows: list[tuple]) -> set[str]:
+    def insert(self, rows: list[Row]) -> set[str]:
+        """The numbers inserted; the others the campaign had already."""
         columns = ", ".join(_columns(*ROW_FIELDS, *self.FIXED))
         width = len(ROW_FIELDS) + len(self.FIXED)
         inserted = set()
         with connection.cursor() as cursor:
             for start in range(0, len(rows), self.BATCH):
-                batch = rows[start : start + self.BATCH]
+                batch = [row[1] for row in rows[start : start + self.BATCH]]
                 values = ", ".join(["(" + ", ".join(["%s"] * width) + ")"] * len(batch))
-                params = [p for row in batch for p in (*self._adapt(row), *self.fixed)]
+                params = [p for row_values in batch for p in (*row_values, *self.fixed)]
                 cursor.execute(
                     f"INSERT INTO {self.table} ({columns}) VALUES {values} "
                     f"ON CONFLICT ({self.conflict}) DO NOTHING RETURNING {self.phone_column}",
@@ -187,27 +239,70 @@ class _SqlLeads:
         sets = ", ".join(f"{column} = %s" for column in _columns(*fields, "updated_at"))
         where = " AND ".join(f"{column} = %s" for column in _columns("campaign", "phone_number", "status"))
         params = []
-        for row, old_extra in updates:
-            adapted = self._adapt(row.values)
+        for (_line, row_values, _sent), old_extra in updates:
             values = []
             for name in fields:
                 if name == "extra":
-                    merged = {k: v for k, v in {**(old_extra or {}), **row.values[position["extra"]]}.items() if v}
+                    new_extra = json.loads(row_values[position["extra"]])
+                    merged = {k: v for k, v in {**(old_extra or {}), **new_extra}.items() if v}
                     values.append(connection.ops.adapt_json_value(merged, None))
                 else:
-                    values.append(adapted[position[name]])
-            params.append((*values, self.now, self.campaign_id, row.phone, Lead.Status.NEW.value))
+                    values.append(row_values[position[name]])
+            params.append((*values, self.now, self.campaign_id, row_values[0], Lead.Status.NEW.value))
         with connection.cursor() as cursor:
             cursor.executemany(f"UPDATE {self.table} SET {sets} WHERE {where}", params)
             return cursor.rowcount
 
 
 class _PostgresLeads(_SqlLeads):
-    """COPY into a TEMP table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING: ~8x faster than
-    row inserts into the indexed leads table (docs/performance.md, Import). Lookups bind the chunk's numbers as one
-    array: an IN list of 5,000 parameters costs more to build and bind than to run."""
+    """Each chunk is COPYed into a TEMP table; the numbers seen so far are a TEMP table too, so an import of
+    millions of rows holds none of them in Python. New rows go in with one INSERT ... SELECT ... ON CONFLICT DO
+    NOTHING RETURNING: ~8x faster than row inserts into the indexed leads table (docs/performance.md, Import).
+    Lookups bind a chunk's numbers as one array: an IN list of 5,000 parameters costs more to build and bind than
+    to run."""
 
-    TEMP = "leadhub_import_rows"
+    STAGE = "leadhub_import_rows"
+    SEEN = "leadhub_import_seen"
+
+    def start(self) -> None:
+        """The TEMP tables live as long as the connection (a worker's may serve many imports): made afresh here."""
+        columns = ", ".join(_columns(*ROW_FIELDS))
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {self.STAGE}, {self.SEEN}")
+            cursor.execute(f"CREATE TEMP TABLE {self.STAGE} AS SELECT {columns} FROM {self.table} WITH NO DATA")
+            cursor.execute(f"CREATE TEMP TABLE {self.SEEN} (phone text PRIMARY KEY, line integer NOT NULL)")
+
+    def finish(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {self.STAGE}, {self.SEEN}")
+
+    def relax_commit(self) -> None:
+        """A chunk's commit need not wait for its WAL to reach the disk (PostgreSQL's asynchronous commit): a
+        crash can lose at most the last few chunks, never consistency, and a resumed import writes them again
+        (rows carry their import). It saves a disk flush per chunk."""
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+
+    def repeats(self, chunk: list[Row]) -> dict[int, int]:
+        """The chunk goes into the stage table, and each number not seen before into the seen table with its first
+        line (in line order, so within the chunk too the first line wins). A row is a repeat when its number's
+        first line is another: only those come back, not the whole chunk."""
+        columns = ", ".join(_columns(*ROW_FIELDS))
+        phone, line = _columns("phone_number", "source_line")
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {self.STAGE}")
+            with cursor.copy(f"COPY {self.STAGE} ({columns}) FROM STDIN") as copy:
+                for _line, values, _sent in chunk:
+                    copy.write_row(values)
+            cursor.execute(
+                f"INSERT INTO {self.SEEN} (phone, line) SELECT {phone}, {line} FROM {self.STAGE} ORDER BY {line} "
+                "ON CONFLICT (phone) DO NOTHING"
+            )
+            cursor.execute(
+                f"SELECT s.{line}, seen.line FROM {self.STAGE} s JOIN {self.SEEN} seen ON seen.phone = s.{phone} "
+                f"WHERE seen.line <> s.{line}"
+            )
+            return dict(cursor.fetchall())
 
     def existing(self, phones: list[str]) -> dict[str, tuple[str, int | None, dict | None]]:
         columns = _columns("phone_number", "status", "lead_import", "extra")[: 4 if self.with_extra else 3]
@@ -223,24 +318,18 @@ class _PostgresLeads(_SqlLeads):
                 for phone, status, source, *extra in cursor
             }
 
-    def insert(self, rows: list[tuple]) -> set[str]:
+    def insert(self, rows: list[Row]) -> set[str]:
+        """The rows are in the stage table already (`repeats` put them there): insert those of these lines."""
         columns = ", ".join(_columns(*ROW_FIELDS))
         fixed = ", ".join(_columns(*self.FIXED))
+        line = _columns("source_line")[0]
+        # Typed parameters: an untyped NULL or literal in a SELECT list would be read as text.
+        typed = ", ".join(f"CAST(%s AS {Lead._meta.get_field(name).db_type(connection)})" for name in self.FIXED)
         with connection.cursor() as cursor:
-            # ON COMMIT DELETE ROWS empties it with each chunk's transaction; it lives as long as the connection.
             cursor.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {self.TEMP} ON COMMIT DELETE ROWS "
-                f"AS SELECT {columns} FROM {self.table} WITH NO DATA"
-            )
-            with cursor.copy(f"COPY {self.TEMP} ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(self._adapt(row))
-            # Typed parameters: an untyped NULL or literal in a SELECT list would be read as text.
-            typed = ", ".join(f"CAST(%s AS {Lead._meta.get_field(name).db_type(connection)})" for name in self.FIXED)
-            cursor.execute(
-                f"INSERT INTO {self.table} ({columns}, {fixed}) SELECT {columns}, {typed} FROM {self.TEMP} "
-                f"ON CONFLICT ({self.conflict}) DO NOTHING RETURNING {self.phone_column}",
-                self.fixed,
+                f"INSERT INTO {self.table} ({columns}, {fixed}) SELECT {columns}, {typed} FROM {self.STAGE} "
+                f"WHERE {line} = ANY(%s) ON CONFLICT ({self.conflict}) DO NOTHING RETURNING {self.phone_column}",
+                [*self.fixed, [row[0] for row in rows]],
             )
             return {phone for (phone,) in cursor.fetchall()}
 
@@ -249,16 +338,19 @@ def import_sheet(
     *,
     campaign: Campaign,
     sheet: Sheet,
+    mapping: MappingProposal,
     dry_run: bool,
     lead_import_id: int | None = None,
     on_reject: Callable[[int, list, str], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
-    """Check and (unless dry_run) write every row of an opened sheet. `on_reject(line, cells, reason)` sees every
+    """Check and (unless dry_run) write every row of an opened sheet, its columns taken as `mapping` says (see
+    campaigns.importing.columns). `on_reject(line, cells, reason)` sees every
     rejected row; `progress(lines_read, lines_expected)` is called after each chunk, inside its transaction."""
     return _LeadFileImport(
         campaign=campaign,
         sheet=sheet,
+        mapping=mapping,
         lead_import_id=lead_import_id,
         dry_run=dry_run,
         on_reject=on_reject,

@@ -28,7 +28,7 @@ def preview(client, campaign, tmp_path):
             reverse("admin:campaigns_lead_import"),
             {"campaign": campaign.pk, "format": "0", "resource": "0", "import_file": f},
         )
-    assert page.status_code == 200 and page.context["confirm_form"]
+    assert page.status_code == 200 and page.context["mapping_form"]
 
 
 def test_old_unconfirmed_previews_are_swept_fresh_ones_kept(admin_client, campaign, tmp_path, temp_folder, settings):

@@ -1,3 +1,6 @@
+"""Every worker process leadhub needs on one machine, kept running: a child that dies is started again (with
+back-off), never taking the others down with it."""
+
 import signal
 import subprocess
 import sys
@@ -7,38 +10,75 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from campaigns.queues import IMPORTS_QUEUE
-from uploads.queues import CALLBACKS_QUEUE, DEFAULT_QUEUE, PUSH_QUEUE
+from uploads.queues import CALLBACKS_QUEUE, DEFAULT_QUEUE
 
-# Dispatchers hold a `push` worker for as long as their account has batches waiting, so `push` gets workers
-# of its own (one per account pushing at once); callbacks and imports never wait behind a push.
+# Sending is the dispatcher's (run_dispatcher), so no RQ queue is held by a push: callbacks and imports never
+# wait behind one.
 QUEUES = (DEFAULT_QUEUE, CALLBACKS_QUEUE, IMPORTS_QUEUE)
+# Pauses before starting a dead child again, the last one repeating; a child that ran this long is healthy
+# again and starts from the first pause.
+RESTART_DELAYS = (1, 2, 5, 10, 30)
+HEALTHY_AFTER = 60.0
+
+
+class Child:
+    def __init__(self, name: str, command: list[str]):
+        self.name, self.command = name, command
+        self.process: subprocess.Popen | None = None
+        self.started = 0.0
+        self.restarts = 0
+        self.restart_at: float | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, cwd=settings.BASE_DIR)
+        self.started = time.monotonic()
+        self.restart_at = None
 
 
 class Command(BaseCommand):
-    help = "Run one RQ worker for every leadhub queue (several for `push`), each with RQ's scheduler."
+    help = "Run the dispatcher and one RQ worker per leadhub queue; restart any of them that dies."
+    requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("--push-workers", type=int, default=2, help="Accounts that can push at once.")
+        parser.add_argument(
+            "--dispatchers", type=int, default=1, help="Dispatch processes (each serves many accounts)."
+        )
 
     def handle(self, *args, **opts):
-        # RQ's scheduler only moves the scheduled jobs of its worker's own queues (back-offs, retries, handovers),
-        # so every worker runs one; RQ's lock keeps it to one per queue.
-        queues = [*QUEUES, *[PUSH_QUEUE] * opts["push_workers"]]
-        commands = [[sys.executable, "manage.py", "rqworker", queue, "--with-scheduler"] for queue in queues]
-        workers = [subprocess.Popen(command, cwd=settings.BASE_DIR) for command in commands]
-        self.stdout.write(f"started {len(workers)} RQ workers: {', '.join(c[3] for c in commands)}")
+        python = [sys.executable, "manage.py"]
+        children = [Child(queue, [*python, "rqworker", queue, "--with-scheduler"]) for queue in QUEUES]
+        children += [Child(f"dispatcher-{n + 1}", [*python, "run_dispatcher"]) for n in range(opts["dispatchers"])]
+        for child in children:
+            child.start()
+        self.stdout.write(f"started {len(children)} workers: {', '.join(child.name for child in children)}")
+        stopping = []
 
         def stop(*_):
-            for worker in workers:
-                if worker.poll() is None:
-                    worker.send_signal(signal.SIGTERM)
+            stopping.append(True)
+            for child in children:
+                if child.process.poll() is None:
+                    child.process.send_signal(signal.SIGTERM)
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        while any(worker.poll() is None for worker in workers):
-            if any(worker.poll() is not None for worker in workers):
-                self.stderr.write("a worker stopped; stopping the others")
-                stop()
+        while not stopping:
+            self._supervise(children)
             time.sleep(0.5)
-        for worker in workers:
-            worker.wait()
+        for child in children:
+            child.process.wait()
+
+    def _supervise(self, children: list[Child]) -> None:
+        now = time.monotonic()
+        for child in children:
+            code = child.process.poll()
+            if code is None:
+                continue
+            if child.restart_at is None:
+                if now - child.started >= HEALTHY_AFTER:
+                    child.restarts = 0
+                delay = RESTART_DELAYS[min(child.restarts, len(RESTART_DELAYS) - 1)]
+                child.restart_at = now + delay
+                self.stderr.write(f"{child.name} stopped (exit {code}); starting it again in {delay} s")
+            elif now >= child.restart_at:
+                child.restarts += 1
+                child.start()

@@ -65,8 +65,8 @@ class Migration(migrations.Migration):
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
-        ("campaigns", "0005_lead_permissions"),
-        ("uploads", "0003_permissions"),
+        ("campaigns", "0006_lead_permissions"),
+        ("uploads", "0004_permissions"),
     ]
 
     operations = [migrations.RunPython(create_roles, remove_roles)]

@@ -1,0 +1,211 @@
+"""The dispatch service with real processes: accounts shared between two dispatchers without ever exceeding
+the limit, the pacer seeded from the database after Redis forgets, run_workers restarting a child that died,
+and /healthz saying why pushing is stalled."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from django.conf import settings
+from django.db import OperationalError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from campaigns.models import Campaign, CloudAgentAccount, Lead
+from tests.fixtures.push import PUSH_LIMITS, dispatch, subprocess_env
+from uploads import services
+from uploads.models import DispatchNode, UploadTransaction
+from uploads.services import leads_push
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+State = UploadTransaction.State
+
+
+def wait_until_sent(timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    unsent = UploadTransaction.objects.filter(state__in=[State.PENDING, State.SENDING])
+    while unsent.exists():
+        assert time.monotonic() < deadline, "batches were left unsent"
+        time.sleep(0.1)
+
+
+def most_in_any_window(arrivals: list[float], window: float) -> int:
+    arrivals = sorted(arrivals)
+    return max((sum(1 for t in arrivals[i:] if t - start < window) for i, start in enumerate(arrivals)), default=0)
+
+
+def test_two_dispatch_processes_share_the_accounts_and_never_exceed_the_limit(
+    many_accounts, make_leads, start_dispatcher, settings
+):
+    settings.CLOUDAGENT_BATCH_SIZE = 5
+    emulator, campaigns = many_accounts(4)
+    for n, campaign in enumerate(campaigns):
+        make_leads(60, campaign=campaign, start=n * 1000)
+    with transaction.atomic():
+        for campaign in campaigns:
+            leads_push(leads=Lead.objects.filter(campaign=campaign))
+
+    first, second = start_dispatcher(), start_dispatcher()
+    wait_until_sent()
+    first.stop()
+    second.stop()
+
+    sent = emulator.inspect("requests")["requests"]
+    assert not [r for r in sent if "too many" in str(r.get("answer", "")).lower()], "no rate-limit answer"
+    window, limit = PUSH_LIMITS["CLOUDAGENT_WINDOW_SECONDS"], PUSH_LIMITS["CLOUDAGENT_REQUESTS_PER_WINDOW"]
+    for n in range(4):
+        arrivals = [r["monotonic"] for r in sent if r.get("userName") == f"user_{n}"]
+        assert len(arrivals) == 12
+        assert most_in_any_window(arrivals, window) <= limit
+    assert "took account" in first.log() and "took account" in second.log(), "both served some accounts"
+    emulator.process_now()
+    phones = [lead["PhoneNumber"] for leads in emulator.inspect("leads")["leads"].values() for lead in leads]
+    assert len(phones) == len(set(phones)) == 240
+
+
+def test_after_redis_forgets_the_pacer_the_next_sends_still_respect_the_window(
+    account, campaign, make_leads, start_emulator, push_settings, redis_conn
+):
+    """A fresh dispatcher with an empty pacer would send at once; the database knows the last five requests
+    and the pacer, seeded with them, waits until the window has room."""
+    push_settings.CLOUDAGENT_WINDOW_SECONDS = window = 4.0
+    push_settings.CLOUDAGENT_RATE_MARGIN = 0.05
+    push_settings.CLOUDAGENT_RATE_MIN_SLACK_SECONDS = 0.05
+    push_settings.CLOUDAGENT_BATCH_SIZE = 5
+    emulator = start_emulator("--requests-per-window", "5", "--window-seconds", str(window))
+    account.base_url = emulator.url
+    account.save()
+    make_leads(25)
+    leads_push(leads=Lead.objects.filter(campaign=campaign))
+    dispatch()
+    for key in redis_conn.scan_iter("leadhub:pacer:*"):  # Redis came back empty
+        redis_conn.delete(key)
+    make_leads(5, start=100)
+    leads_push(leads=Lead.objects.filter(campaign=campaign, status=Lead.Status.NEW))
+
+    dispatch()
+
+    sent = emulator.inspect("requests")["requests"]
+    assert len(sent) == 6
+    assert not [r for r in sent if "too many" in str(r.get("answer", "")).lower()]
+    arrivals = sorted(r["monotonic"] for r in sent)
+    assert arrivals[5] - arrivals[0] >= window, "the sixth request waited for the first to leave the window"
+
+
+def test_run_workers_starts_again_a_child_that_died_and_stops_them_all_on_sigterm(private_redis):
+    env = {**subprocess_env(), "REDIS_URL": private_redis.url}
+    supervisor = subprocess.Popen(
+        [sys.executable, "manage.py", "run_workers"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def dispatcher_pid(other_than: int | None = None, timeout: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for child in psutil.Process(supervisor.pid).children():
+                try:
+                    if "run_dispatcher" in child.cmdline() and child.pid != other_than:
+                        return child.pid
+                except psutil.Error:  # the killed one, a zombie until the supervisor reaps it
+                    continue
+            time.sleep(0.1)
+        raise AssertionError("no run_dispatcher child")
+
+    try:
+        first = dispatcher_pid()
+        os.kill(first, signal.SIGKILL)
+        second = dispatcher_pid(other_than=first)
+        assert second != first and supervisor.poll() is None, "the others kept running"
+        children = psutil.Process(supervisor.pid).children()
+        assert len(children) == 4, "three RQ workers and the dispatcher"
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=60) == 0
+        assert not [child for child in children if child.is_running()], "none was left behind"
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+
+
+def test_healthz_says_why_pushing_is_stalled(client, account, campaign, make_leads, push_settings):
+    make_leads(3)
+    leads_push(leads=Lead.objects.filter(campaign=campaign))
+
+    nobody = json.loads(client.get("/healthz").content)
+    assert nobody["dispatch"] == "stalled"
+    assert "no dispatcher is running" in " ".join(nobody["dispatch_detail"]["stalled"])
+
+    services.dispatch_node_heartbeat(name="host:1:abc", accounts=0, problem="Redis unreachable: ConnectionError")
+    CloudAgentAccount.objects.filter(pk=account.pk).update(is_active=False)
+    Campaign.objects.filter(pk=campaign.pk).update(problem="")
+    reasons = " ".join(json.loads(client.get("/healthz").content)["dispatch_detail"]["stalled"])
+    assert "Redis unreachable" in reasons and f"account {account.name}" in reasons and "inactive" in reasons
+
+    DispatchNode.objects.update(problem="")
+    CloudAgentAccount.objects.filter(pk=account.pk).update(is_active=True)
+    healthy = json.loads(client.get("/healthz").content)
+    assert healthy["dispatch"] == "ok" and healthy["dispatch_detail"]["batches_waiting"] == 1
+
+
+def test_the_admin_front_page_says_why_pushing_is_stalled(admin_client, campaign, make_leads, push_settings):
+    make_leads(3)
+    leads_push(leads=Lead.objects.filter(campaign=campaign))
+
+    html = admin_client.get(reverse("admin:index")).content.decode()
+
+    assert "Pushing is stalled" in html and "no dispatcher is running" in html
+    assert 'id="dashboard-dispatchers" style="text-align: right">0 (0)<' in html
+
+
+def test_a_batch_given_back_is_ambiguous_only_if_its_request_may_have_left(push_account, campaign, make_leads):
+    make_leads(600)
+    leads_push(leads=Lead.objects.filter(campaign=campaign))
+    unsent = services.upload_transaction_claim_next(account_id=push_account.pk, last_served={})
+    maybe_sent = services.upload_transaction_claim_next(account_id=push_account.pk, last_served={})
+    UploadTransaction.objects.filter(pk=maybe_sent.pk).update(last_attempt_at=timezone.now())  # its grant
+
+    assert services.upload_transaction_give_back(batch=unsent)
+    assert services.upload_transaction_give_back(batch=maybe_sent)
+
+    unsent.refresh_from_db()
+    maybe_sent.refresh_from_db()
+    assert (unsent.state, unsent.ambiguous_attempts) == (State.PENDING, 0)
+    assert (maybe_sent.state, maybe_sent.ambiguous_attempts) == (State.PENDING, 1)
+
+
+def test_an_answer_that_could_not_be_recorded_is_never_sent_again_from_memory(
+    push_account, campaign, make_leads, push_emulator, monkeypatch
+):
+    """The database stayed down past every retry of the outcome write: the dispatcher gives the batch back as
+    ambiguous once it can, and the re-send skips what CloudAgent already holds."""
+    make_leads(5)
+    leads_push(leads=Lead.objects.filter(campaign=campaign))
+    monkeypatch.setattr(services, "OUTCOME_WRITE_DELAYS", (0.01,))
+    record_accepted = services._record_accepted
+    calls = []
+
+    def database_down_for_the_first_answer(batch, result):
+        calls.append(batch.pk)
+        if len(calls) <= 2:  # a crash at an exact point: both tries of the first outcome write
+            raise OperationalError("the database went away")
+        return record_accepted(batch, result)
+
+    monkeypatch.setattr(services, "_record_accepted", database_down_for_the_first_answer)
+
+    dispatch(account_id=push_account.pk)
+
+    sent = push_emulator.inspect("requests")["requests"]
+    assert [r["fields"]["checkDuplicate"] for r in sent] == ["false", "true"]
+    batch = UploadTransaction.objects.get()
+    assert (batch.state, batch.ambiguous_attempts) == (State.QUEUED, 1)
+    push_emulator.process_now()
+    phones = [lead["PhoneNumber"] for lead in push_emulator.inspect("leads")["leads"]["Demo_Outbound"]]
+    assert len(phones) == len(set(phones)) == 5
