@@ -1,11 +1,11 @@
 """What a lead file may hold before the import engine looks at a row: caps on rows, columns, cell length and JSON
 nesting, and cells PostgreSQL cannot store.
 
-The reader calls these on every row of the preview and of the import alike, so both see the same cells and
-reach the same verdict: a NUL byte once passed the dry run and failed the real import on PostgreSQL. A cell with
-a NUL byte or a lone surrogate (valid in JSON, `"\\ud800"`, not in UTF-8) REJECTS its row, with the line and
-column named: silently dropping characters from a name or number would send CloudAgent something the operator
-never wrote.
+The readers check the file as a whole (open_sheet) and the row policy every row (RowPolicy.checked), in the
+preview and the import alike, so both see the same cells and reach the same verdict: a NUL byte once passed the
+dry run and failed the real import on PostgreSQL. A cell with a NUL byte or a lone surrogate (valid in JSON,
+`"\\ud800"`, not in UTF-8) REJECTS its row, with the line and column named: silently dropping characters from a
+name or number would send CloudAgent something the operator never wrote.
 """
 
 from dataclasses import dataclass
