@@ -17,6 +17,15 @@ from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
+from calls.admin import (
+    CallInline,
+    LastDialStatusFilter,
+    LastDispositionFilter,
+    redial_campaign_leads,
+    redial_selected_leads,
+)
+from calls.outcomes import outcomes_panel
+from calls.selectors import call_summary_url_for
 from campaigns.admin_import_export import LeadImportExportMixin
 from campaigns.importing.readers import ImportFileError
 from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
@@ -136,10 +145,18 @@ class CloudAgentAccountAdmin(admin.ModelAdmin):
     list_display = ["name", "user_name", "api_key_masked", "base_url", "is_active", "problem_flag"]
     list_filter = ["is_active"]
     search_fields = ["name", "user_name"]
-    readonly_fields = ["api_key_masked", "callback_url", "problem", "problem_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "api_key_masked",
+        "callback_url",
+        "cdr_url",
+        "problem",
+        "problem_at",
+        "created_at",
+        "updated_at",
+    ]
     fieldsets = [
         (None, {"fields": ["name", "user_name", "api_key", "api_key_masked", "base_url", "is_active"]}),
-        ("CloudAgent callback", {"fields": ["callback_url"]}),
+        ("CloudAgent callback and URL to Push (paste both into CloudAgent)", {"fields": ["callback_url", "cdr_url"]}),
         ("Health", {"fields": ["problem", "problem_at", "created_at", "updated_at"]}),
     ]
 
@@ -165,12 +182,18 @@ class CloudAgentAccountAdmin(admin.ModelAdmin):
     def callback_url(self, obj):
         return callback_url_for(obj) if obj.pk else "—"
 
+    @admin.display(description="URL to Push (call summaries)")
+    def cdr_url(self, obj):
+        return call_summary_url_for(obj) if obj.pk else "—"
+
     def get_fieldsets(self, request, obj=None):
-        """The callback URL is the callback's only credential: shown only to those who may change the account."""
+        """The callback and call-summary URLs are those posts' only credential: shown only to those who may change
+        the account."""
         fieldsets = super().get_fieldsets(request, obj)
         if self.has_change_permission(request, obj):
             return fieldsets
-        return [(name, options) for name, options in fieldsets if "callback_url" not in options["fields"]]
+        secret = {"callback_url", "cdr_url"}
+        return [(name, options) for name, options in fieldsets if not secret & set(options["fields"])]
 
 
 @admin.register(Campaign)
@@ -189,9 +212,9 @@ class CampaignAdmin(admin.ModelAdmin):
     list_filter = ["is_active", "account"]
     list_select_related = ["account"]
     search_fields = ["name"]
-    readonly_fields = ["progress", "problem", "problem_at", "created_at", "updated_at"]
+    readonly_fields = ["progress", "outcomes", "problem", "problem_at", "created_at", "updated_at"]
 
-    actions = [push_new_leads]
+    actions = [push_new_leads, redial_campaign_leads]
 
     def has_push_permission(self, request):
         return request.user.has_perm("campaigns.push_lead")
@@ -224,6 +247,10 @@ class CampaignAdmin(admin.ModelAdmin):
         if obj is None or not obj.pk:
             return "—"
         return format_html('<a href="{}">progress</a>', reverse("admin:campaigns_campaign_progress", args=[obj.pk]))
+
+    @admin.display(description="call outcomes")
+    def outcomes(self, obj):
+        return outcomes_panel(campaign=obj) if obj is not None and obj.pk else "—"
 
     @admin.display(description="column map")
     def columns(self, obj):
@@ -310,7 +337,8 @@ class LeadForm(forms.ModelForm):
 @admin.register(Lead)
 class LeadAdmin(LeadImportExportMixin, admin.ModelAdmin):
     form = LeadForm
-    actions = [push_selected_leads]
+    actions = [push_selected_leads, redial_selected_leads]
+    inlines = [CallInline]
 
     def has_push_permission(self, request):
         return request.user.has_perm("campaigns.push_lead")
@@ -322,9 +350,20 @@ class LeadAdmin(LeadImportExportMixin, admin.ModelAdmin):
         "status",
         "status_reason",
         "upload_transaction",
+        "call_attempts",
+        "last_dial_status",
+        "last_disposition",
+        "last_call_at",
         "created_at",
     ]
-    list_filter = [LeadStatusFilter, LeadReasonFilter, "campaign", "source"]
+    list_filter = [
+        LeadStatusFilter,
+        LeadReasonFilter,
+        LastDialStatusFilter,
+        LastDispositionFilter,
+        "campaign",
+        "source",
+    ]
     list_select_related = ["campaign", "upload_transaction"]
     search_fields = ["=phone_number", "name__istartswith"]
     search_help_text = "A phone number in any common form, or the start of a name."
@@ -338,6 +377,11 @@ class LeadAdmin(LeadImportExportMixin, admin.ModelAdmin):
         "source",
         "lead_import",
         "source_line",
+        "call_attempts",
+        "last_dial_status",
+        "last_customer_status",
+        "last_disposition",
+        "last_call_at",
         "created_at",
         "updated_at",
     ]

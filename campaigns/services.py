@@ -401,19 +401,24 @@ def lead_import_resume(*, lead_import: LeadImport) -> bool:
 
 
 def lead_imports_resume_stopped(*, older_than: timedelta = timedelta(minutes=1)) -> int:
-    """Background imports whose RQ job is gone (a worker killed outright, or Redis come back empty): start the
-    pending ones again and resume the running ones from their stored file. The import row is the record of
-    the work; the job was only a way to run it. Returns how many were restarted."""
+    """Background imports and previews whose RQ job is gone (a worker killed outright, or Redis come back empty):
+    start the pending ones again, resume the running ones from their stored file, run a lost preview again. The
+    import row is the record of the work; the job was only a way to run it. Returns how many were restarted."""
     stopped = LeadImport.objects.filter(
-        state__in=[LeadImport.State.PENDING, LeadImport.State.RUNNING],
+        state__in=[LeadImport.State.PENDING, LeadImport.State.RUNNING, LeadImport.State.PREVIEWING],
         rows__gt=settings.LEADHUB_IMPORT_BACKGROUND_ROWS,
         created_at__lt=timezone.now() - older_than,
     ).select_related("campaign")
     restarted = 0
     for lead_import in stopped:
-        if queues.lead_import_job_alive(lead_import_id=lead_import.pk):
+        previewing = lead_import.state == LeadImport.State.PREVIEWING
+        if queues.lead_import_job_alive(lead_import_id=lead_import.pk, preview=previewing):
             continue
-        if lead_import.state == LeadImport.State.PENDING:
+        if previewing:
+            # A dry run writes nothing: it starts over (its claim is the start time).
+            LeadImport.objects.filter(pk=lead_import.pk, state=LeadImport.State.PREVIEWING).update(started_at=None)
+            queues.lead_import_preview_enqueue(lead_import_id=lead_import.pk)
+        elif lead_import.state == LeadImport.State.PENDING:
             lead_import_start(lead_import=lead_import)
         else:
             lead_import_resume(lead_import=lead_import)

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "axes",
     "campaigns",
     "uploads",
+    "calls",
 ]
 
 MIDDLEWARE = [
@@ -181,6 +182,8 @@ CLOUDAGENT_CALLBACK_OVERDUE_SECONDS = env_int("CLOUDAGENT_CALLBACK_OVERDUE_SECON
 # After a callback secret is rotated the old URL answers this long (callbacks of batches sent before), then 404s.
 CLOUDAGENT_CALLBACK_SECRET_GRACE_SECONDS = env_int("CLOUDAGENT_CALLBACK_SECRET_GRACE_SECONDS", 48 * 3600)
 CLOUDAGENT_CALLBACK_MAX_BYTES = env_int("CLOUDAGENT_CALLBACK_MAX_BYTES", 1024 * 1024)
+# A call summary is a flat object of some twenty short fields: a few KB.
+CLOUDAGENT_CALL_SUMMARY_MAX_BYTES = env_int("CLOUDAGENT_CALL_SUMMARY_MAX_BYTES", 64 * 1024)
 CLOUDAGENT_FAILED_FILE_MAX_BYTES = env_int("CLOUDAGENT_FAILED_FILE_MAX_BYTES", 20 * 1024 * 1024)
 CLOUDAGENT_FAILED_FILE_TIMEOUT = env_float("CLOUDAGENT_FAILED_FILE_TIMEOUT", 60)
 # Hosts (and their subdomains) a failed-rows file may be fetched from; empty allows any http(s) host.

@@ -19,6 +19,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/rq/", include(rq_urls)),
     path("admin/", admin.site.urls),
+    path("cloudagent/calls/", include("calls.urls")),
     path("cloudagent/", include("uploads.urls")),
     path("healthz", views.healthz, name="healthz"),
 ]

@@ -114,6 +114,16 @@ def main() -> None:
             "2",
             "--dnd",
             seed["dnd_file"],
+            # It dials the accepted leads two a second and posts each call's summary to our URL to Push at once,
+            # then again with the agent's disposition 20 s later, so the campaign's charts fill as you watch.
+            "--push-url",
+            seed["cdr_url"],
+            "--push-mode",
+            "both",
+            "--push-delay",
+            "20",
+            "--dial-rate",
+            "2",
         )
         wait_for("127.0.0.1", EMULATOR_PORT, "The CloudAgent emulator")
         start(*manage, "run_workers")
@@ -130,6 +140,7 @@ def main() -> None:
             f"  sample file to import: {seed['sample_file']}\n"
             f"  {seed['leads']} demo leads are waiting in campaign Demo_Outbound: select them and push\n"
             f"  (a few are on the emulator's DND list, to show how refused leads look).\n"
+            "  The emulator then dials the uploaded leads: calls, dispositions and the campaign's charts follow.\n"
             "  Ctrl-C stops everything.\n",
             flush=True,
         )

@@ -18,7 +18,11 @@ ADD = reverse("admin:campaigns_lead_add")
 
 
 def add_lead(client, campaign, phone: str):
-    return client.post(ADD, {"campaign": campaign.pk, "phone_number": phone, "name": "Asha", "extra": "{}"})
+    data = {"campaign": campaign.pk, "phone_number": phone, "name": "Asha", "extra": "{}"}
+    for inline in client.get(ADD).context["inline_admin_formsets"]:  # the lead page's inlines (its calls)
+        management = inline.formset.management_form
+        data.update({management.add_prefix(name): value for name, value in management.initial.items()})
+    return client.post(ADD, data)
 
 
 def test_a_lead_entered_by_hand_is_normalised(admin_client, campaign):

@@ -66,6 +66,7 @@ PAGES = [
     ("callback list", "get", lambda r: admin_url("uploads_callbackevent_changelist"), READERS),
     ("callback edit", "post", lambda r: admin_url("uploads_callbackevent_change", r["event"].pk), set()),
     ("callback delete", "get", lambda r: admin_url("uploads_callbackevent_delete", r["event"].pk), set()),
+    ("call list", "get", lambda r: admin_url("calls_call_changelist"), READERS),
     ("rq home", "get", lambda r: "/admin/rq/", {"superuser"}),
     ("rq empty queue", "post", lambda r: "/admin/rq/queues/1/empty/", {"superuser"}),
 ]
@@ -92,6 +93,8 @@ def test_role_endpoint_matrix(records, role, endpoint, method, url, allowed, red
 ACTIONS = [
     ("campaigns_lead_changelist", "push_selected_leads", OPERATORS),
     ("campaigns_campaign_changelist", "push_new_leads", OPERATORS),
+    ("campaigns_lead_changelist", "redial_selected_leads", OPERATORS),
+    ("campaigns_campaign_changelist", "redial_campaign_leads", OPERATORS),
     ("campaigns_cloudagentaccount_changelist", "rotate_callback_secret", MANAGERS),
     ("uploads_uploadtransaction_changelist", "repush_transactions", OPERATORS),
     ("uploads_callbackevent_changelist", "apply_callbacks", MANAGERS),
@@ -118,11 +121,14 @@ def test_the_dashboard_counts_only_what_the_role_may_view(records, role):
 def test_only_those_who_may_change_an_account_see_its_callback_url(records):
     account = records["campaign"].account
     url = admin_url("campaigns_cloudagentaccount_change", account.pk)
-    assert account.callback_secret in client_for("manager").get(url).content.decode()
+    page = client_for("manager").get(url).content.decode()
+    assert account.callback_secret in page and account.call_summary_secret in page
     viewer = client_for("viewer")
     viewer.user = User.objects.get(username="viewer")
     viewer.user.user_permissions.add(
         *Group.objects.get(name="Managers").permissions.filter(codename="view_cloudagentaccount")
     )
     page = viewer.get(url)
-    assert page.status_code == 200 and account.callback_secret not in page.content.decode()
+    content = page.content.decode()
+    assert page.status_code == 200 and account.callback_secret not in content
+    assert account.call_summary_secret not in content

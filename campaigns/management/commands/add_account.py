@@ -5,7 +5,9 @@ import sys
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from calls.selectors import call_summary_url_for
 from campaigns.services import account_upsert
+from uploads.services import callback_url_for
 
 API_KEY_ENV = "CLOUDAGENT_API_KEY"
 
@@ -36,7 +38,14 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
         if opts["json"]:
-            payload = {"id": account.pk, "name": account.name, "created": created, "base_url": account.base_url}
+            payload = {
+                "id": account.pk,
+                "name": account.name,
+                "created": created,
+                "base_url": account.base_url,
+                "callback_url": callback_url_for(account),
+                "cdr_url": call_summary_url_for(account),
+            }
             self.stdout.write(json.dumps(payload))
         else:
             self.stdout.write(f"{'Created' if created else 'Updated'} account {account.name} ({account.base_url})")

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0004_encrypt_api_keys'),
+        ('campaigns', '0005_encrypt_api_keys'),
     ]
 
     operations = [

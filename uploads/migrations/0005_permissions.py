@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('uploads', '0003_dispatch_leases_and_attempts'),
+        ('uploads', '0004_pushrequest_redial'),
     ]
 
     operations = [

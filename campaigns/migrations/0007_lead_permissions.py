@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0005_callback_secret_rotation'),
+        ('campaigns', '0006_callback_secret_rotation'),
     ]
 
     operations = [

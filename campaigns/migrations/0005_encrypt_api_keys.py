@@ -31,7 +31,7 @@ def decrypt_api_keys(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("campaigns", "0003_column_mapping"),
+        ("campaigns", "0004_lead_dialling"),
     ]
 
     operations = [

@@ -1,8 +1,8 @@
 """The three roles, as groups: a user is given one (or more) in the admin. Superusers need none.
 
-- Viewers: read leads, campaigns, imports, transactions and callbacks (not accounts: their page shows the
-  callback URL, a credential).
-- Operators: Viewers, plus enter and edit leads, import (and resume) files, push and re-push leads.
+- Viewers: read leads, campaigns, imports, transactions, callbacks and calls (not accounts: their page shows
+  the callback URLs, credentials).
+- Operators: Viewers, plus enter and edit leads, import (and resume) files, push, re-push and redial leads.
 - Managers: Operators, plus accounts and campaigns, export, undo an import (delete its leads), apply
   callbacks again. Transactions and callback events are records: nobody edits or deletes them in the admin.
 The RQ queue pages need `uploads.manage_queues`, which no role has.
@@ -17,6 +17,8 @@ VIEWERS = [
     "campaigns.view_leadimport",
     "uploads.view_uploadtransaction",
     "uploads.view_callbackevent",
+    "calls.view_call",
+    "calls.view_callsummarypost",
 ]
 OPERATORS = [
     *VIEWERS,
@@ -65,8 +67,9 @@ class Migration(migrations.Migration):
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
-        ("campaigns", "0006_lead_permissions"),
-        ("uploads", "0004_permissions"),
+        ("campaigns", "0007_lead_permissions"),
+        ("uploads", "0005_permissions"),
+        ("calls", "0001_initial"),
     ]
 
     operations = [migrations.RunPython(create_roles, remove_roles)]
