@@ -60,7 +60,13 @@ class _LeadFileImport:
         )
         for message in mapping.warnings:
             self.report.warn(None, message)
-        self.policy = RowPolicy(campaign=campaign, index=mapping.index, kept=mapping.extras, width=len(mapping.columns))
+        self.policy = RowPolicy(
+            campaign=campaign,
+            index=mapping.index,
+            kept=mapping.extras,
+            width=len(mapping.columns),
+            header=sheet.header,
+        )
         leads = _PostgresLeads if connection.vendor == "postgresql" else _SqlLeads
         self.lead_import_id = lead_import_id
         self.leads = leads(campaign.pk, lead_import_id, with_extra=campaign.update_existing_on_import)
