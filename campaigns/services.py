@@ -226,6 +226,18 @@ def lead_import_preview_start(*, lead_import: LeadImport) -> None:
     transaction.on_commit(lambda: queues.lead_import_preview_enqueue(lead_import_id=lead_import.pk))
 
 
+def lead_import_preview_restart(*, lead_import: LeadImport) -> bool:
+    """A background preview whose job is gone runs again from the start (a dry run writes nothing to redo)."""
+    if queues.lead_import_preview_job_alive(lead_import_id=lead_import.pk):
+        return False
+    reset = LeadImport.objects.filter(pk=lead_import.pk, state=LeadImport.State.PREVIEWING).update(
+        started_at=None, rows_processed=0
+    )
+    if reset:
+        lead_import_preview_start(lead_import=lead_import)
+    return bool(reset)
+
+
 def lead_import_preview_run(*, lead_import: LeadImport) -> ImportReport:
     """The dry run of a stored import, with progress on the record like a real run; its report (first rows only)
     is kept on the record for the admin to show beside Confirm."""
@@ -309,15 +321,18 @@ def lead_import_resume(*, lead_import: LeadImport) -> bool:
 
 def lead_imports_resume_stopped(*, older_than: timedelta = timedelta(minutes=1)) -> int:
     """Background imports whose RQ job is gone (a worker killed outright, or Redis come back empty): start the
-    pending ones again and resume the running ones from their stored file. The import row is the record of
-    the work; the job was only a way to run it. Returns how many were restarted."""
+    pending ones again, resume the running ones from their stored file, run the previews again. The import row
+    is the record of the work; the job was only a way to run it. Returns how many were restarted."""
     stopped = LeadImport.objects.filter(
-        state__in=[LeadImport.State.PENDING, LeadImport.State.RUNNING],
+        state__in=[LeadImport.State.PENDING, LeadImport.State.RUNNING, LeadImport.State.PREVIEWING],
         rows__gt=settings.LEADHUB_IMPORT_BACKGROUND_ROWS,
         created_at__lt=timezone.now() - older_than,
     ).select_related("campaign")
     restarted = 0
     for lead_import in stopped:
+        if lead_import.state == LeadImport.State.PREVIEWING:
+            restarted += lead_import_preview_restart(lead_import=lead_import)
+            continue
         if queues.lead_import_job_alive(lead_import_id=lead_import.pk):
             continue
         if lead_import.state == LeadImport.State.PENDING:

@@ -94,3 +94,24 @@ def test_the_recovery_sweep_restarts_a_background_import_whose_job_is_gone(
     django_rq.get_worker("imports", worker_class=SimpleWorker).work(burst=True)  # in this test's transaction
     stopped_import.refresh_from_db()
     assert stopped_import.state == LeadImport.State.COMPLETED and stopped_import.imported == 35
+
+
+def test_the_recovery_sweep_runs_again_a_background_preview_whose_job_is_gone(
+    campaign, lead_file, import_media, settings, redis_conn, django_capture_on_commit_callbacks
+):
+    settings.LEADHUB_IMPORT_BACKGROUND_ROWS = 5
+    rows = [[f"98765{n:05d}", f"Lead {n}", "", ""] for n in range(12)]
+    lead_import = lead_import_create(campaign=campaign, path=str(lead_file(rows)), file_name="leads.csv", preview=True)
+    # Its worker died half-way: started, some rows checked, no job in Redis.
+    LeadImport.objects.filter(pk=lead_import.pk).update(
+        started_at=timezone.now(), rows_processed=5, created_at=timezone.now() - timedelta(minutes=5)
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert unfinished_work_resume()["imports_resumed"] == 1
+
+    assert unfinished_work_resume().get("imports_resumed") is None, "its job is alive now: not restarted twice"
+    django_rq.get_worker("imports", worker_class=SimpleWorker).work(burst=True)
+    lead_import.refresh_from_db()
+    assert (lead_import.state, lead_import.preview["imported"]) == ("previewed", 12)
+    assert not Lead.objects.exists()
