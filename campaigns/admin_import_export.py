@@ -71,20 +71,19 @@ class ColumnMappingForm(forms.Form):
     original_file_name = forms.CharField(widget=forms.HiddenInput)
     format = forms.CharField(widget=forms.HiddenInput)
 
-    def __init__(self, *args, campaign: Campaign, header: list[str], proposal: MappingProposal | None = None, **kw):
+    def __init__(self, *args, campaign: Campaign, proposal: MappingProposal, **kw):
         super().__init__(*args, **kw)
-        self.header = header
+        self.header = [column.header for column in proposal.columns]
         choices = field_choices(list(campaign.column_map))
-        for position, name in enumerate(header):
-            column = proposal.columns[position] if proposal else None
+        for column in proposal.columns:
             field = forms.ChoiceField(
-                label=name or f"(column {position + 1}, no header)",
-                choices=choices if name.strip() else [(IGNORE, CHOICE_LABELS[IGNORE])],
-                initial=column.field if column else IGNORE,
-                help_text=column.reason if column else "",
+                label=column.header or f"(column {column.position + 1}, no header)",
+                choices=choices if column.header.strip() else [(IGNORE, CHOICE_LABELS[IGNORE])],
+                initial=column.field,
+                help_text=column.reason,
             )
-            field.samples = column.samples if column else []
-            self.fields[f"column_{position}"] = field
+            field.samples = column.samples
+            self.fields[f"column_{column.position}"] = field
 
     def clean(self):
         cleaned = super().clean()
@@ -200,8 +199,7 @@ class LeadImportExportMixin(ImportExportMixin):
             "original_file_name": upload.name,
             "format": form.cleaned_data["format"],
         }
-        header = [c.header for c in proposal.columns]
-        context["mapping_form"] = ColumnMappingForm(initial=hidden, campaign=campaign, header=header, proposal=proposal)
+        context["mapping_form"] = ColumnMappingForm(initial=hidden, campaign=campaign, proposal=proposal)
         context.update(proposal=proposal, phone_problem=proposal.phone_problem(), mapping_file_name=upload.name)
 
     def _mapped(self, request, context):
@@ -222,8 +220,7 @@ class LeadImportExportMixin(ImportExportMixin):
             storage.remove()
             self.message_user(request, str(exc), messages.ERROR)
             return redirect(import_url)
-        header = [c.header for c in proposal.columns]
-        mapping_form = ColumnMappingForm(request.POST, campaign=campaign, header=header, proposal=proposal)
+        mapping_form = ColumnMappingForm(request.POST, campaign=campaign, proposal=proposal)
         if not mapping_form.is_valid():
             context.update(
                 mapping_form=mapping_form,
