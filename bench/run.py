@@ -17,6 +17,7 @@ BENCHES = [
     "bench_dispatch_many",
     "bench_dispatch_faults",
     "bench_callback",
+    "bench_calls",
     "bench_admin",
     "bench_pacer",
 ]

@@ -8,6 +8,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from leadhub.fields import EncryptedTextField
+
 DOMESTIC_BASE_URL = "https://in1-ccaas-api.ozonetel.com"
 INTERNATIONAL_BASE_URL = "https://api.ccaas.ozonetel.com"
 
@@ -25,7 +27,7 @@ class CloudAgentAccount(models.Model):
 
     name = models.CharField("display name", max_length=100, unique=True)
     user_name = models.CharField(max_length=100)
-    api_key = models.CharField("API key", max_length=200)
+    api_key = EncryptedTextField("API key", max_length=200)  # a Fernet token in the database
     base_url = models.URLField(
         "base URL",
         default=DOMESTIC_BASE_URL,
@@ -33,6 +35,11 @@ class CloudAgentAccount(models.Model):
     )
     # CloudAgent signs nothing, so the callback URL itself is the credential (docs/cloudagent-contract.md, callback).
     callback_secret = models.CharField(max_length=64, unique=True, default=new_callback_secret, editable=False)
+    # After a rotation the old URL keeps answering until batches sent with it have had their callbacks.
+    previous_callback_secret = models.CharField(max_length=64, blank=True, default="", editable=False)
+    previous_callback_secret_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # The call summaries' URL ("URL to Push") has a secret of its own: either URL can be replaced alone.
+    call_summary_secret = models.CharField(max_length=64, unique=True, default=new_callback_secret, editable=False)
     is_active = models.BooleanField("active", default=True)
     problem = models.TextField(blank=True, help_text="Set when CloudAgent refused our credentials.")
     problem_at = models.DateTimeField(null=True, blank=True)
@@ -190,7 +197,9 @@ class Lead(models.Model):
         IMPORT = "import", "file import"
         MANUAL = "manual", "entered by hand"
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="leads")
+    # No index of its own: the composite indexes below all start with the campaign and serve its lookups, and
+    # every index costs each write of a lead (a callback rewrites 500 at once).
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="leads", db_index=False)
     phone_number = models.CharField(max_length=20, help_text="Normalised, E.164.")
     name = models.CharField(max_length=200, blank=True)
     priority = models.PositiveSmallIntegerField(
@@ -215,12 +224,25 @@ class Lead(models.Model):
         verbose_name="import",
     )
     source_line = models.PositiveIntegerField(null=True, blank=True, help_text="Line in the imported file.")
+    # Dialling, a second axis beside `status`: only calls/services.py writes these, from CloudAgent's call
+    # summaries. db_default too, so the import's and the benchmarks' raw INSERTs and COPYs need not name them.
+    call_attempts = models.PositiveIntegerField("attempts", default=0, db_default=0)
+    last_dial_status = models.CharField(max_length=40, blank=True, default="", db_default="")
+    last_customer_status = models.CharField(max_length=40, blank=True, default="", db_default="")
+    last_disposition = models.CharField(max_length=200, blank=True, default="", db_default="")
+    last_call_at = models.DateTimeField(null=True, blank=True)
     # Python defaults, not db_default: db_default disables bulk_create's fast path (docs/performance.md).
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-id"]
+        # Beyond add/change/delete/view: the roles (Operators, Managers, Viewers) are built from these.
+        permissions = [
+            ("import_lead", "Can import leads from files (and resume or undo an import)"),
+            ("export_lead", "Can export leads"),
+            ("push_lead", "Can push leads to CloudAgent"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["campaign", "phone_number"], name="lead_unique_phone_per_campaign"),
             models.CheckConstraint(
@@ -233,6 +255,8 @@ class Lead(models.Model):
             models.Index(fields=["campaign", "status"], name="lead_campaign_status"),
             models.Index(fields=["status", "status_reason"], name="lead_status_reason"),
             models.Index(fields=["phone_number"], name="lead_phone"),
+            # A call summary whose number matches no lead is matched by its UUI, the lead's name as uploaded.
+            models.Index(fields=["campaign", "name"], name="lead_campaign_name"),
         ]
 
     def __str__(self) -> str:

@@ -42,6 +42,11 @@ class LeadExportResource(resources.ModelResource):
             "source",
             "lead_import",
             "source_line",
+            "call_attempts",
+            "last_dial_status",
+            "last_customer_status",
+            "last_disposition",
+            "last_call_at",
             "created_at",
             "updated_at",
         )

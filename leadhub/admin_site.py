@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from calls.outcomes import outcomes_panel
 from uploads.selectors import dashboard
 
 
@@ -12,4 +13,10 @@ class LeadhubAdminSite(admin.AdminSite):
     index_template = "admin/leadhub_index.html"
 
     def index(self, request, extra_context=None):
-        return super().index(request, {"dashboard": dashboard(), **(extra_context or {})})
+        summary = dashboard()
+        context = {
+            "dashboard": summary,
+            "call_outcomes": outcomes_panel(lead_counts=summary["leads"]),
+            **(extra_context or {}),
+        }
+        return super().index(request, context)

@@ -50,7 +50,12 @@ def stop_on_sigterm(*_) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, stop_on_sigterm)
-    env = {**os.environ, "DJANGO_DEBUG": os.environ.get("DJANGO_DEBUG", "1")}
+    # The emulator serves its failed-rows files on loopback, which production refuses to fetch from.
+    env = {
+        **os.environ,
+        "DJANGO_DEBUG": os.environ.get("DJANGO_DEBUG", "1"),
+        "CLOUDAGENT_FETCH_ALLOW_NETWORKS": os.environ.get("CLOUDAGENT_FETCH_ALLOW_NETWORKS", "127.0.0.1/32"),
+    }
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     env.setdefault("LEADHUB_PUBLIC_URL", f"http://{WEB}")
     processes: list[subprocess.Popen] = []
@@ -109,6 +114,16 @@ def main() -> None:
             "2",
             "--dnd",
             seed["dnd_file"],
+            # It dials the accepted leads two a second and posts each call's summary to our URL to Push at once,
+            # then again with the agent's disposition 20 s later, so the campaign's charts fill as you watch.
+            "--push-url",
+            seed["cdr_url"],
+            "--push-mode",
+            "both",
+            "--push-delay",
+            "20",
+            "--dial-rate",
+            "2",
         )
         wait_for("127.0.0.1", EMULATOR_PORT, "The CloudAgent emulator")
         start(*manage, "run_workers")
@@ -125,6 +140,7 @@ def main() -> None:
             f"  sample file to import: {seed['sample_file']}\n"
             f"  {seed['leads']} demo leads are waiting in campaign Demo_Outbound: select them and push\n"
             f"  (a few are on the emulator's DND list, to show how refused leads look).\n"
+            "  The emulator then dials the uploaded leads: calls, dispositions and the campaign's charts follow.\n"
             "  Ctrl-C stops everything.\n",
             flush=True,
         )

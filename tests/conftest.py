@@ -8,4 +8,6 @@ pytest_plugins = [
     "tests.fixtures.callbacks",
     "tests.fixtures.push",
     "tests.fixtures.dispatch",
+    "tests.fixtures.calls",
+    "tests.fixtures.browser",
 ]

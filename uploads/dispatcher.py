@@ -38,6 +38,7 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
+from calls.services import call_summary_posts_sweep
 from campaigns.services import lead_imports_resume_stopped
 from cloudagent.client import CloudAgentClient
 from uploads import callbacks, selectors, services
@@ -393,8 +394,9 @@ def dispatch_share(*, accounts: int, nodes: int) -> int:
 def unfinished_work_resume() -> dict[str, int]:
     """Unfinished work, rediscovered from the database at start and every LEADHUB_WATCHDOG_SECONDS, so nothing
     waits on a job that lived only in Redis: push requests not cut into batches, callbacks waiting for their
-    transaction or left half-applied, failed-file downloads and background imports whose job is gone. (Batches
-    need nothing here: the loop finds them at every poll.) Returns what it did, nonzero counts only."""
+    transaction or left half-applied, failed-file downloads and background imports whose job is gone, call
+    summaries a request stored but could not apply. (Batches need nothing here: the loop finds them at every
+    poll.) Returns what it did, nonzero counts only."""
     # A callback or download that should have finished by the last sweep is not coming by itself.
     overdue = timedelta(seconds=settings.LEADHUB_WATCHDOG_SECONDS)
     counts = callbacks.callback_events_sweep(received_before=overdue, failed_files_after=overdue)
@@ -402,4 +404,6 @@ def unfinished_work_resume() -> dict[str, int]:
     counts["push_requests_recovered"] = services.push_requests_recover()
     counts["imports_resumed"] = lead_imports_resume_stopped(older_than=overdue)
     counts["dead_dispatchers_forgotten"] = services.dispatch_nodes_forget_dead()
+    applied = call_summary_posts_sweep(received_before=overdue)
+    counts["call_summaries_applied"] = sum(n for state, n in applied.items() if state != "errors")
     return {name: count for name, count in counts.items() if count}

@@ -63,6 +63,10 @@ class UploadTransaction(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [
+            ("repush_uploadtransaction", "Can push a transaction's leads again"),
+            ("manage_queues", "Can see and change the RQ job queues"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(state__in=TransactionState.values), name="upload_transaction_state_known"
@@ -109,6 +113,7 @@ class CallbackEvent(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [("apply_callbackevent", "Can apply stored callbacks again")]
         indexes = [models.Index(fields=["state", "transaction_id"], name="callback_state_tx")]
 
     def __str__(self) -> str:
@@ -128,6 +133,7 @@ class PushRequest(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     statuses = models.JSONField(default=list, help_text="Lead statuses the push takes; others are counted.")
     check_duplicate = models.BooleanField(default=False)
+    redial = models.CharField(max_length=500, blank=True, help_text="Why these leads are dialled again, if they are.")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     summary = models.JSONField(null=True, blank=True, help_text="What the push did, once done.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)

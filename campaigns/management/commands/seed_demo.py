@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from calls.selectors import call_summary_url_for
 from campaigns.models import Lead
 from campaigns.services import account_upsert, campaign_upsert
 
@@ -51,7 +52,12 @@ class Command(BaseCommand):
         created = Lead.objects.bulk_create(leads, ignore_conflicts=True, batch_size=1000)
         sample = self._sample_file(rng)
         dnd = self._dnd_file(leads[::97])
-        payload = {"login": [user.username, opts["password"]], "leads": len(created), "sample_file": str(sample)}
+        payload = {
+            "login": [user.username, opts["password"]],
+            "leads": len(created),
+            "sample_file": str(sample),
+            "cdr_url": call_summary_url_for(account),  # the emulator's URL to Push: its calls come back to us
+        }
         self.stdout.write(json.dumps({**payload, "dnd_file": str(dnd)}))
 
     def _dnd_file(self, leads) -> Path:

@@ -2,12 +2,13 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from calls.selectors import call_dial_status_counts
 from campaigns.selectors import CampaignLookupError, campaign_get_by_name
 from uploads.selectors import status_counts
 
 
 class Command(BaseCommand):
-    help = "Leads by status and upload transactions by state, overall or for one campaign."
+    help = "Leads by status, upload transactions by state and calls by dial status, overall or for one campaign."
 
     def add_arguments(self, parser):
         parser.add_argument("--campaign", help="The campaign's name.")
@@ -20,11 +21,11 @@ class Command(BaseCommand):
                 campaign = campaign_get_by_name(opts["campaign"])
             except CampaignLookupError as exc:
                 raise CommandError(str(exc)) from exc
-        counts = status_counts(campaign=campaign)
+        counts = {**status_counts(campaign=campaign), "calls": call_dial_status_counts(campaign=campaign)}
         if opts["json"]:
             self.stdout.write(json.dumps(counts))
             return
-        for section in ("leads", "transactions"):
+        for section in ("leads", "transactions", "calls"):
             self.stdout.write(section)
             for key, value in counts[section].items():
                 self.stdout.write(f"  {key:<12} {value}")
