@@ -404,11 +404,17 @@ def lead_imports_resume_stopped(*, older_than: timedelta = timedelta(minutes=1))
     """Background imports and previews whose RQ job is gone (a worker killed outright, or Redis come back empty):
     start the pending ones again, resume the running ones from their stored file, run a lost preview again. The
     import row is the record of the work; the job was only a way to run it. Returns how many were restarted."""
-    stopped = LeadImport.objects.filter(
-        state__in=[LeadImport.State.PENDING, LeadImport.State.RUNNING, LeadImport.State.PREVIEWING],
-        rows__gt=settings.LEADHUB_IMPORT_BACKGROUND_ROWS,
-        created_at__lt=timezone.now() - older_than,
-    ).select_related("campaign")
+    cutoff = timezone.now() - older_than
+    stopped = (
+        LeadImport.objects.filter(
+            state__in=[LeadImport.State.PENDING, LeadImport.State.RUNNING, LeadImport.State.PREVIEWING],
+            rows__gt=settings.LEADHUB_IMPORT_BACKGROUND_ROWS,
+            created_at__lt=cutoff,
+        )
+        # A run that has written a chunk lately is alive, job or not (`manage.py import_leads` has none).
+        .exclude(state=LeadImport.State.RUNNING, heartbeat_at__gte=cutoff)
+        .select_related("campaign")
+    )
     restarted = 0
     for lead_import in stopped:
         previewing = lead_import.state == LeadImport.State.PREVIEWING
@@ -430,8 +436,9 @@ def lead_import_run(*, lead_import: LeadImport, progress: Callable[[int, int], N
     """Runs a pending import to its end. Every chunk commits with its rows_processed, so the admin's progress bar
     moves; a failure marks the import failed and keeps the chunks written, which undo can remove.
     `progress(lines_read, lines_expected)` is for a caller's own display (the CLI's bar)."""
+    now = timezone.now()
     claimed = LeadImport.objects.filter(pk=lead_import.pk, state=LeadImport.State.PENDING).update(
-        state=LeadImport.State.RUNNING, started_at=timezone.now()
+        state=LeadImport.State.RUNNING, started_at=now, heartbeat_at=now
     )
     if not claimed:
         lead_import.refresh_from_db(fields=["state"])
@@ -439,7 +446,7 @@ def lead_import_run(*, lead_import: LeadImport, progress: Callable[[int, int], N
     running = LeadImport.objects.filter(pk=lead_import.pk, state=LeadImport.State.RUNNING)
 
     def chunk_done(lines: int, expected: int) -> None:
-        running.update(rows_processed=lines, rows=expected)
+        running.update(rows_processed=lines, rows=expected, heartbeat_at=timezone.now())
         if progress:
             progress(lines, expected)
 

@@ -82,7 +82,9 @@ def test_the_recovery_sweep_restarts_a_background_import_whose_job_is_gone(
     """The worker running it died, or Redis came back empty: the import row says it is running, no job does."""
     settings.LEADHUB_IMPORT_BACKGROUND_ROWS = 5
     LeadImport.objects.filter(pk=stopped_import.pk).update(
-        state=LeadImport.State.RUNNING, created_at=timezone.now() - timedelta(minutes=5)
+        state=LeadImport.State.RUNNING,
+        created_at=timezone.now() - timedelta(minutes=5),
+        heartbeat_at=timezone.now() - timedelta(minutes=4),
     )
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -114,3 +116,28 @@ def test_the_recovery_sweep_runs_again_a_preview_whose_job_is_gone(
     lead_import.refresh_from_db()
     assert lead_import.state == LeadImport.State.PREVIEWED and lead_import.rows == 20
     assert not Lead.objects.exists(), "a preview writes nothing"
+
+
+def test_the_recovery_sweep_leaves_alone_an_import_running_in_the_command_line(
+    campaign, lead_file, import_media, settings, monkeypatch, redis_conn, django_capture_on_commit_callbacks
+):
+    """`manage.py import_leads` runs a file of any size in its own process, with no RQ job: the dispatcher's
+    watchdog, sweeping meanwhile, must not take it for a dead background import and run it a second time."""
+    settings.LEADHUB_IMPORT_BACKGROUND_ROWS = 5
+    monkeypatch.setattr(writers, "CHUNK_ROWS", 10)
+    rows = [[f"98765{n:05d}", f"Lead {n}", "", ""] for n in range(30)]
+    lead_import = lead_import_create(campaign=campaign, path=str(lead_file(rows)), file_name="leads.csv")
+    LeadImport.objects.filter(pk=lead_import.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    swept = []
+
+    def watchdog_meanwhile(lines: int, expected: int) -> None:
+        if lines == 10:
+            with django_capture_on_commit_callbacks(execute=True):
+                swept.append(unfinished_work_resume().get("imports_resumed", 0))
+
+    lead_import_run(lead_import=lead_import, progress=watchdog_meanwhile)
+
+    assert swept == [0]
+    assert django_rq.get_queue("imports").jobs == []
+    lead_import.refresh_from_db()
+    assert lead_import.state == LeadImport.State.COMPLETED and lead_import.imported == 30
