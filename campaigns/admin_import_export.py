@@ -130,6 +130,14 @@ class ColumnMappingForm(forms.Form):
         twice = sorted({f for f in chosen if f not in (EXTRA, IGNORE, None) and chosen.count(f) > 1})
         if twice:
             raise forms.ValidationError(f"Each field can come from one column only: {', '.join(twice)} chosen twice.")
+        # The choice goes on as header -> field (column_choice), where the first of two same headers would win.
+        for position, name in enumerate(self.header):
+            first = self.header.index(name)
+            if name.strip() and first != position and chosen[first] != chosen[position]:
+                raise forms.ValidationError(
+                    f"Columns {first + 1} and {position + 1} have the same header '{name}': rename one in the file "
+                    "to choose between them."
+                )
         return cleaned
 
     def column_choice(self) -> dict[str, str]:
