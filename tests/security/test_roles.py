@@ -68,6 +68,7 @@ PAGES = [
     ("callback delete", "get", lambda r: admin_url("uploads_callbackevent_delete", r["event"].pk), set()),
     ("call list", "get", lambda r: admin_url("calls_call_changelist"), READERS),
     ("rq home", "get", lambda r: "/admin/rq/", {"superuser"}),
+    ("rq stats json", "get", lambda r: "/admin/rq/stats.json", {"superuser"}),
     ("rq empty queue", "post", lambda r: "/admin/rq/queues/1/empty/", {"superuser"}),
 ]
 
