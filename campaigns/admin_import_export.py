@@ -195,7 +195,12 @@ class LeadImportExportMixin(ImportExportMixin):
         return {**super().get_confirm_form_kwargs(request, import_form), "user": request.user}
 
     def _format_name(self, choice: str) -> str:
-        return self.get_import_formats()[int(choice)]().get_title()
+        """The chosen format's name; "" (the file name's extension decides) for a value that is not a choice: it
+        comes back from the browser in a hidden field."""
+        formats = self.get_import_formats()
+        if not choice.isdigit() or int(choice) >= len(formats):
+            return ""
+        return formats[int(choice)]().get_title()
 
     def import_action(self, request, **kwargs):
         """Upload, then the column-mapping step, then the preview (a dry run; in the background for a big file),

@@ -263,3 +263,15 @@ def test_choosing_between_two_columns_with_the_same_header_is_refused_not_misrea
     errors = answer.context["mapping_form"].non_field_errors()
     assert any("same header" in error for error in errors), errors
     assert not Lead.objects.exists()
+
+
+def test_a_garbled_format_choice_falls_back_to_the_file_name_not_a_500(admin_client, campaign, lead_file, import_media):
+    """The mapping and confirmation steps carry the format choice in a hidden field, read with int() and an index:
+    a value that was not one of the choices answered 500."""
+    step = upload_file(admin_client, campaign, lead_file([["9876543210", "Asha", "", ""]]))
+    preview = admin_client.post(IMPORT_URL, {**mapping_data(step), "format": "x"})
+    assert preview.status_code == 200 and "confirm_form" in preview.context
+    form = preview.context["confirm_form"]
+    done = admin_client.post(CONFIRM_URL, {**{name: form.initial[name] for name in form.fields}, "format": "99"})
+    assert done.status_code == 302
+    assert Lead.objects.filter(phone_number="+919876543210").exists()
