@@ -388,8 +388,16 @@ def lead_import_resume(*, lead_import: LeadImport) -> bool:
     """Run again an import that a crash stopped (failed, or left running by a worker that died) from its stored
     file. Rows it already wrote count as imported, so nothing is written twice and no row is lost. Returns True
     when it went to the background."""
-    if lead_import.state == LeadImport.State.RUNNING and queues.lead_import_job_alive(lead_import_id=lead_import.pk):
-        raise LeadImportError("This import is still running in a worker; it cannot be resumed.")
+    if lead_import.state == LeadImport.State.RUNNING:
+        if queues.lead_import_job_alive(lead_import_id=lead_import.pk):
+            raise LeadImportError("This import is still running in a worker; it cannot be resumed.")
+        # A run in a request or in `manage.py import_leads` has no job: only its heartbeat says it is alive.
+        silent_since = timezone.now() - timedelta(seconds=settings.LEADHUB_WATCHDOG_SECONDS)
+        if lead_import.heartbeat_at is not None and lead_import.heartbeat_at >= silent_since:
+            raise LeadImportError(
+                "This import is still running (it wrote rows in the last "
+                f"{settings.LEADHUB_WATCHDOG_SECONDS:g} seconds); it cannot be resumed."
+            )
     reset = LeadImport.objects.filter(
         pk=lead_import.pk, state__in=[LeadImport.State.FAILED, LeadImport.State.RUNNING]
     ).update(state=LeadImport.State.PENDING, rows_processed=0, message="Resumed after a stop.", finished_at=None)
@@ -427,7 +435,10 @@ def lead_imports_resume_stopped(*, older_than: timedelta = timedelta(minutes=1))
         elif lead_import.state == LeadImport.State.PENDING:
             lead_import_start(lead_import=lead_import)
         else:
-            lead_import_resume(lead_import=lead_import)
+            try:
+                lead_import_resume(lead_import=lead_import)
+            except LeadImportError:
+                continue  # it wrote again, or someone resumed it, since it was read: not stopped after all
         restarted += 1
     return restarted
 

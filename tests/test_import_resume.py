@@ -49,7 +49,9 @@ def test_a_resumed_import_writes_the_rest_and_counts_what_it_wrote_before(stoppe
 
 
 def test_an_import_left_running_by_a_dead_worker_can_be_resumed(stopped_import):
-    LeadImport.objects.filter(pk=stopped_import.pk).update(state=LeadImport.State.RUNNING)
+    LeadImport.objects.filter(pk=stopped_import.pk).update(
+        state=LeadImport.State.RUNNING, heartbeat_at=timezone.now() - timedelta(minutes=2)
+    )
     stopped_import.refresh_from_db()
     lead_import_resume(lead_import=stopped_import)
     stopped_import.refresh_from_db()
@@ -139,5 +141,28 @@ def test_the_recovery_sweep_leaves_alone_an_import_running_in_the_command_line(
 
     assert swept == [0]
     assert django_rq.get_queue("imports").jobs == []
+    lead_import.refresh_from_db()
+    assert lead_import.state == LeadImport.State.COMPLETED and lead_import.imported == 30
+
+
+def test_resume_refuses_an_import_that_is_still_writing_without_a_job(
+    campaign, lead_file, import_media, monkeypatch, redis_conn
+):
+    """An import run in a request or by `manage.py import_leads` has no RQ job; a Resume clicked meanwhile (or a
+    second click) took it for a dead one and ran the file a second time beside it."""
+    monkeypatch.setattr(writers, "CHUNK_ROWS", 10)
+    rows = [[f"98765{n:05d}", f"Lead {n}", "", ""] for n in range(30)]
+    lead_import = lead_import_create(campaign=campaign, path=str(lead_file(rows)), file_name="leads.csv")
+    refusals = []
+
+    def resume_clicked_meanwhile(lines: int, expected: int) -> None:
+        if lines == 10:
+            with pytest.raises(LeadImportError, match="still running") as refused:
+                lead_import_resume(lead_import=LeadImport.objects.get(pk=lead_import.pk))
+            refusals.append(str(refused.value))
+
+    lead_import_run(lead_import=lead_import, progress=resume_clicked_meanwhile)
+
+    assert len(refusals) == 1
     lead_import.refresh_from_db()
     assert lead_import.state == LeadImport.State.COMPLETED and lead_import.imported == 30
