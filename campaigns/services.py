@@ -36,6 +36,8 @@ from cloudagent.rules import header_key
 IMPORT_ERRORS_KEPT = 200
 # Rows the column proposal reads to tell which columns hold phone numbers.
 MAPPING_SAMPLE_ROWS = 200
+# Leads an undo deletes per statement.
+UNDO_CHUNK = 5000
 
 
 # What, changed, deserves a fresh try after CloudAgent refused the account or the campaign: the refusal it may
@@ -524,7 +526,12 @@ def lead_import_undo(*, lead_import: LeadImport) -> int:
         raise LeadImportError(
             f"{moved_on} of this import's leads are no longer new (queued, sent or beyond); nothing was deleted."
         )
-    deleted, _ = leads.filter(status=Lead.Status.NEW).delete()
+    # A chunk at a time: a lead's calls point at it (SET_NULL), so delete() loads every lead it is given as a
+    # model instance first.
+    deleted = 0
+    new_leads = leads.filter(status=Lead.Status.NEW).order_by("pk").values_list("pk", flat=True)
+    while chunk := list(new_leads[:UNDO_CHUNK]):
+        deleted += Lead.objects.filter(pk__in=chunk).delete()[1].get(Lead._meta.label, 0)
     if leads.exists():  # the push claimed one between the check and the delete: the raise rolls back
         raise LeadImportError("Some of this import's leads were just queued for CloudAgent; nothing was deleted.")
     LeadImport.objects.filter(pk=locked.pk).update(

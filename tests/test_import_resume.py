@@ -1,16 +1,25 @@
 """An import stopped by a crash half-way resumes from its stored file: nothing written twice, no row lost."""
 
+import weakref
 from datetime import timedelta
 
 import django_rq
 import pytest
+from django.db.models.signals import post_init
 from django.urls import reverse
 from django.utils import timezone
 from rq import SimpleWorker
 
+from campaigns import services as campaigns_services
 from campaigns.importing import writers
 from campaigns.models import Lead, LeadImport
-from campaigns.services import LeadImportError, lead_import_create, lead_import_resume, lead_import_run
+from campaigns.services import (
+    LeadImportError,
+    lead_import_create,
+    lead_import_resume,
+    lead_import_run,
+    lead_import_undo,
+)
 from uploads.dispatcher import unfinished_work_resume
 
 pytestmark = pytest.mark.django_db
@@ -166,3 +175,27 @@ def test_resume_refuses_an_import_that_is_still_writing_without_a_job(
     assert len(refusals) == 1
     lead_import.refresh_from_db()
     assert lead_import.state == LeadImport.State.COMPLETED and lead_import.imported == 30
+
+
+def test_undo_holds_a_chunk_of_leads_in_memory_not_the_whole_import(campaign, lead_file, import_media, monkeypatch):
+    """Undo deleted with one queryset delete(): a lead may have calls (SET_NULL), so Django's collector loaded
+    every lead of the import as a model instance first, a million of them in one web request. Leads alive at
+    once are counted as Django builds them (post_init)."""
+    monkeypatch.setattr(campaigns_services, "UNDO_CHUNK", 10, raising=False)
+    rows = [[f"98765{n:05d}", f"Lead {n}", "", ""] for n in range(35)]
+    lead_import = lead_import_create(campaign=campaign, path=str(lead_file(rows)), file_name="leads.csv")
+    lead_import_run(lead_import=lead_import)
+    alive, peak = weakref.WeakSet(), [0]
+
+    def built(sender, instance, **kwargs):
+        alive.add(instance)
+        peak[0] = max(peak[0], len(alive))
+
+    post_init.connect(built, sender=Lead)
+    try:
+        assert lead_import_undo(lead_import=lead_import) == 35
+    finally:
+        post_init.disconnect(built, sender=Lead)
+
+    assert not Lead.objects.exists()
+    assert 0 < peak[0] <= 10
