@@ -498,7 +498,7 @@ class LeadImportAdmin(admin.ModelAdmin):
     def confirm_view(self, request, object_id):
         """POST only: the operator confirms a background preview; the import runs like any confirmed one."""
         lead_import = get_object_or_404(LeadImport.objects.select_related("campaign"), pk=object_id)
-        if request.method != "POST" or not request.user.has_perm("campaigns.add_lead"):
+        if request.method != "POST" or not request.user.has_perm("campaigns.import_lead"):
             raise PermissionDenied
         try:
             background = lead_import_confirm(lead_import=lead_import)

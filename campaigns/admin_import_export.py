@@ -130,6 +130,14 @@ class ColumnMappingForm(forms.Form):
         twice = sorted({f for f in chosen if f not in (EXTRA, IGNORE, None) and chosen.count(f) > 1})
         if twice:
             raise forms.ValidationError(f"Each field can come from one column only: {', '.join(twice)} chosen twice.")
+        # The choice goes on as header -> field (column_choice), where the first of two same headers would win.
+        for position, name in enumerate(self.header):
+            first = self.header.index(name)
+            if name.strip() and first != position and chosen[first] != chosen[position]:
+                raise forms.ValidationError(
+                    f"Columns {first + 1} and {position + 1} have the same header '{name}': rename one in the file "
+                    "to choose between them."
+                )
         return cleaned
 
     def column_choice(self) -> dict[str, str]:
@@ -187,7 +195,12 @@ class LeadImportExportMixin(ImportExportMixin):
         return {**super().get_confirm_form_kwargs(request, import_form), "user": request.user}
 
     def _format_name(self, choice: str) -> str:
-        return self.get_import_formats()[int(choice)]().get_title()
+        """The chosen format's name; "" (the file name's extension decides) for a value that is not a choice: it
+        comes back from the browser in a hidden field."""
+        formats = self.get_import_formats()
+        if not choice.isdigit() or int(choice) >= len(formats):
+            return ""
+        return formats[int(choice)]().get_title()
 
     def import_action(self, request, **kwargs):
         """Upload, then the column-mapping step, then the preview (a dry run; in the background for a big file),

@@ -36,6 +36,8 @@ from cloudagent.rules import header_key
 IMPORT_ERRORS_KEPT = 200
 # Rows the column proposal reads to tell which columns hold phone numbers.
 MAPPING_SAMPLE_ROWS = 200
+# Leads an undo deletes per statement.
+UNDO_CHUNK = 5000
 
 
 # What, changed, deserves a fresh try after CloudAgent refused the account or the campaign: the refusal it may
@@ -388,8 +390,16 @@ def lead_import_resume(*, lead_import: LeadImport) -> bool:
     """Run again an import that a crash stopped (failed, or left running by a worker that died) from its stored
     file. Rows it already wrote count as imported, so nothing is written twice and no row is lost. Returns True
     when it went to the background."""
-    if lead_import.state == LeadImport.State.RUNNING and queues.lead_import_job_alive(lead_import_id=lead_import.pk):
-        raise LeadImportError("This import is still running in a worker; it cannot be resumed.")
+    if lead_import.state == LeadImport.State.RUNNING:
+        if queues.lead_import_job_alive(lead_import_id=lead_import.pk):
+            raise LeadImportError("This import is still running in a worker; it cannot be resumed.")
+        # A run in a request or in `manage.py import_leads` has no job: only its heartbeat says it is alive.
+        silent_since = timezone.now() - timedelta(seconds=settings.LEADHUB_WATCHDOG_SECONDS)
+        if lead_import.heartbeat_at is not None and lead_import.heartbeat_at >= silent_since:
+            raise LeadImportError(
+                "This import is still running (it wrote rows in the last "
+                f"{settings.LEADHUB_WATCHDOG_SECONDS:g} seconds); it cannot be resumed."
+            )
     reset = LeadImport.objects.filter(
         pk=lead_import.pk, state__in=[LeadImport.State.FAILED, LeadImport.State.RUNNING]
     ).update(state=LeadImport.State.PENDING, rows_processed=0, message="Resumed after a stop.", finished_at=None)
@@ -404,11 +414,17 @@ def lead_imports_resume_stopped(*, older_than: timedelta = timedelta(minutes=1))
     """Background imports and previews whose RQ job is gone (a worker killed outright, or Redis come back empty):
     start the pending ones again, resume the running ones from their stored file, run a lost preview again. The
     import row is the record of the work; the job was only a way to run it. Returns how many were restarted."""
-    stopped = LeadImport.objects.filter(
-        state__in=[LeadImport.State.PENDING, LeadImport.State.RUNNING, LeadImport.State.PREVIEWING],
-        rows__gt=settings.LEADHUB_IMPORT_BACKGROUND_ROWS,
-        created_at__lt=timezone.now() - older_than,
-    ).select_related("campaign")
+    cutoff = timezone.now() - older_than
+    stopped = (
+        LeadImport.objects.filter(
+            state__in=[LeadImport.State.PENDING, LeadImport.State.RUNNING, LeadImport.State.PREVIEWING],
+            rows__gt=settings.LEADHUB_IMPORT_BACKGROUND_ROWS,
+            created_at__lt=cutoff,
+        )
+        # A run that has written a chunk lately is alive, job or not (`manage.py import_leads` has none).
+        .exclude(state=LeadImport.State.RUNNING, heartbeat_at__gte=cutoff)
+        .select_related("campaign")
+    )
     restarted = 0
     for lead_import in stopped:
         previewing = lead_import.state == LeadImport.State.PREVIEWING
@@ -421,7 +437,10 @@ def lead_imports_resume_stopped(*, older_than: timedelta = timedelta(minutes=1))
         elif lead_import.state == LeadImport.State.PENDING:
             lead_import_start(lead_import=lead_import)
         else:
-            lead_import_resume(lead_import=lead_import)
+            try:
+                lead_import_resume(lead_import=lead_import)
+            except LeadImportError:
+                continue  # it wrote again, or someone resumed it, since it was read: not stopped after all
         restarted += 1
     return restarted
 
@@ -430,8 +449,9 @@ def lead_import_run(*, lead_import: LeadImport, progress: Callable[[int, int], N
     """Runs a pending import to its end. Every chunk commits with its rows_processed, so the admin's progress bar
     moves; a failure marks the import failed and keeps the chunks written, which undo can remove.
     `progress(lines_read, lines_expected)` is for a caller's own display (the CLI's bar)."""
+    now = timezone.now()
     claimed = LeadImport.objects.filter(pk=lead_import.pk, state=LeadImport.State.PENDING).update(
-        state=LeadImport.State.RUNNING, started_at=timezone.now()
+        state=LeadImport.State.RUNNING, started_at=now, heartbeat_at=now
     )
     if not claimed:
         lead_import.refresh_from_db(fields=["state"])
@@ -439,7 +459,7 @@ def lead_import_run(*, lead_import: LeadImport, progress: Callable[[int, int], N
     running = LeadImport.objects.filter(pk=lead_import.pk, state=LeadImport.State.RUNNING)
 
     def chunk_done(lines: int, expected: int) -> None:
-        running.update(rows_processed=lines, rows=expected)
+        running.update(rows_processed=lines, rows=expected, heartbeat_at=timezone.now())
         if progress:
             progress(lines, expected)
 
@@ -506,7 +526,12 @@ def lead_import_undo(*, lead_import: LeadImport) -> int:
         raise LeadImportError(
             f"{moved_on} of this import's leads are no longer new (queued, sent or beyond); nothing was deleted."
         )
-    deleted, _ = leads.filter(status=Lead.Status.NEW).delete()
+    # A chunk at a time: a lead's calls point at it (SET_NULL), so delete() loads every lead it is given as a
+    # model instance first.
+    deleted = 0
+    new_leads = leads.filter(status=Lead.Status.NEW).order_by("pk").values_list("pk", flat=True)
+    while chunk := list(new_leads[:UNDO_CHUNK]):
+        deleted += Lead.objects.filter(pk__in=chunk).delete()[1].get(Lead._meta.label, 0)
     if leads.exists():  # the push claimed one between the check and the delete: the raise rolls back
         raise LeadImportError("Some of this import's leads were just queued for CloudAgent; nothing was deleted.")
     LeadImport.objects.filter(pk=locked.pk).update(

@@ -11,15 +11,15 @@ RecursionError, a UnicodeError or a KeyError. Every post carries the account's A
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
 from email.errors import MessageError
 from email.parser import BytesParser
-from itertools import accumulate
 from urllib.parse import parse_qsl, quote_plus, unquote_plus, urlsplit
+
+from cloudagent.json_text import finite_float, json_depth, refuse_constant
 
 # docs/cloudagent-call-summary.md, "Dial and customer statuses": the values CloudAgent documents. Others are
 # kept as sent; a documented value sent in another case is given the documented spelling.
@@ -46,10 +46,6 @@ _CLOCK = re.compile(r"(\d{1,3}):([0-5]?\d):([0-5]?\d)")  # H:MM:SS, HH:MM:SS, HH
 _MINUTES = re.compile(r"([0-5]?\d):([0-5]?\d)")  # MM:SS
 _SECONDS = re.compile(r"\d{1,6}(?:\.0*)?")
 _SURROGATES = re.compile("[\ud800-\udfff]")  # json pairs valid surrogates itself; any left are lone
-# A JSON string, or an unterminated one to the end of the text: one linear pass, never a second try per quote.
-_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 # Apikey as a JSON member (plain, or escaped inside a JSON string as in {"data": "{\"Apikey\": ...}"}), as a form
 # field, and as a multipart part. The key is matched in any case, with or without an underscore.
 _KEY_NAME = r"api_?key"
@@ -208,33 +204,16 @@ def _json(text: str, *, what: str):
     """json.loads behind a depth check: the C decoder recurses per nesting level, and a body of ten thousand
     "[" would otherwise end in RecursionError. NaN, Infinity and out-of-range numbers are refused: no database
     JSON column stores them."""
-    depth = _json_depth(text)
+    depth = json_depth(text)
     if depth > MAX_JSON_DEPTH:
         raise MalformedCallSummary(f"{what} is JSON nested {depth} levels deep; at most {MAX_JSON_DEPTH} are read")
     try:
-        document = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        document = json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
     except (ValueError, RecursionError) as exc:
         raise MalformedCallSummary(f"{what} is not valid JSON: {str(exc)[:200]}") from exc
     if isinstance(document, str) and document.lstrip().startswith("{"):
         return _json(document, what=what)  # a whole body sent as one JSON string
     return document
-
-
-def _json_depth(text: str) -> int:
-    """The deepest bracket nesting outside strings, in C-speed passes (regex, map, accumulate)."""
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:20]} is out of range")
-    return value
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def _clean(value):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +20,7 @@ from django.core.files.uploadhandler import MemoryFileUploadHandler
 from django.http.multipartparser import MultiPartParser, MultiPartParserError
 
 from cloudagent.errors import CallbackInvalid
+from cloudagent.json_text import finite_float, json_depth, refuse_constant
 
 # CloudAgent's timestamps carry no zone; its servers keep Indian time.
 PROVIDER_TIME_ZONE = "Asia/Kolkata"
@@ -114,10 +114,10 @@ def _json(text: str, *, what: str, unwrapped: int = 0):
     string-in-a-string shapes at most MAX_UNWRAPPING times."""
     if unwrapped > MAX_UNWRAPPING:
         raise CallbackInvalid(f"{what} nests JSON inside strings more than {MAX_UNWRAPPING} times")
-    if _nesting_depth(text) > MAX_NESTING:
+    if json_depth(text) > MAX_NESTING:
         raise CallbackInvalid(f"{what} nests deeper than {MAX_NESTING} levels")
     try:
-        document = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        document = json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
     except (ValueError, RecursionError) as exc:
         quirk = _UNESCAPED_DATA_STRING.fullmatch(text)
         if quirk is None:
@@ -126,40 +126,6 @@ def _json(text: str, *, what: str, unwrapped: int = 0):
     if isinstance(document, str) and document.lstrip().startswith("{"):
         return _json(document, what=what, unwrapped=unwrapped + 1)  # a whole body sent as one JSON string
     return document
-
-
-def _nesting_depth(text: str) -> int:
-    """The deepest [ / { nesting outside strings, in one pass."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
-
-
-def _finite_float(text: str) -> float:
-    """1e400 parses as infinity, which no database column stores: a body carrying one is malformed."""
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:20]} is out of range")
-    return value
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a JSON value")  # json.loads accepts NaN; PostgreSQL's jsonb does not
 
 
 def _multipart_field(body: str, content_type: str) -> str:

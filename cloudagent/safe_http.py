@@ -274,7 +274,9 @@ def _read_capped(response, cap: int, deadline: float) -> bytes:
     if declared.isdigit() and int(declared) > cap:
         raise FetchTooLarge(f"the body is {declared} bytes, over the {cap}-byte cap")
     chunks, size = [], 0
-    while chunk := response.read(READ_CHUNK):
+    # read1: what has arrived, up to a chunk. read() would wait for the whole chunk, so a server sending a byte
+    # at a time, each inside the read timeout, would hold the worker far past the deadline.
+    while chunk := response.read1(READ_CHUNK):
         size += len(chunk)
         if size > cap:
             raise FetchTooLarge(f"the body is over the {cap}-byte cap")

@@ -19,6 +19,7 @@ import posixpath
 import re
 import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,14 +163,18 @@ def _parse(archive: zipfile.ZipFile, name: str, budget: _Budget, events=("start"
     """iterparse over one part, refusing what no spreadsheet writer produces (a DOCTYPE: entity expansion)."""
     info = archive.getinfo(name)
     budget.spend(info)
-    with archive.open(info) as part:
-        head = part.peek(1024)[:1024] if hasattr(part, "peek") else b""
-        if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
-            raise SpreadsheetRefused(f"{name} declares a DOCTYPE, which no spreadsheet needs")
-        try:
-            yield from iterparse(part, events=events)
-        except ParseError as exc:
-            raise SpreadsheetRefused(f"{name} is not well-formed XML: {exc}") from None
+    try:
+        with archive.open(info) as part:
+            head = part.peek(1024)[:1024] if hasattr(part, "peek") else b""
+            if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
+                raise SpreadsheetRefused(f"{name} declares a DOCTYPE, which no spreadsheet needs")
+            try:
+                yield from iterparse(part, events=events)
+            except ParseError as exc:
+                raise SpreadsheetRefused(f"{name} is not well-formed XML: {exc}") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        # A wrong checksum, garbled compressed bytes, a cut-short part or a compression zipfile lacks.
+        raise SpreadsheetRefused(f"the workbook is damaged ({name}: {exc})") from None
 
 
 def _worksheet_parts(archive: zipfile.ZipFile, names: set[str], budget: _Budget) -> set[str]:

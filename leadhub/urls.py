@@ -1,6 +1,9 @@
+from functools import wraps
+
 from django.contrib import admin
 from django.contrib.auth.decorators import permission_required
-from django.urls import include, path
+from django.core.exceptions import PermissionDenied
+from django.urls import URLPattern, include, path
 from django.views.generic import RedirectView
 from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
 
@@ -13,7 +16,21 @@ def queues_admin_view(view):
     return admin.site.admin_view(permission_required("uploads.manage_queues", raise_exception=True)(view))
 
 
-rq_urls = (get_api_urlpatterns() + get_admin_urlpatterns(view_wrapper=queues_admin_view), "django_rq")
+def queues_api_view(view):
+    """django-rq's stats JSON answers any staff user (or a bearer RQ_API_TOKEN): a staff user needs
+    uploads.manage_queues here too, as on the pages; the token still works for a monitor."""
+
+    @wraps(view)
+    def checked(request, *args, **kwargs):
+        if request.user.is_staff and not request.user.has_perm("uploads.manage_queues"):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return checked
+
+
+api_urls = [URLPattern(p.pattern, queues_api_view(p.callback), p.default_args, p.name) for p in get_api_urlpatterns()]
+rq_urls = (api_urls + get_admin_urlpatterns(view_wrapper=queues_admin_view), "django_rq")
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),

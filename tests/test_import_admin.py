@@ -247,3 +247,31 @@ def test_export_streams_only_the_chosen_columns(admin_client, campaign, make_lea
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
     assert rows[0] == ["phone_number", "status"]
     assert sorted(rows[1:]) == [["+919800000000", "new"], ["+919800000001", "new"], ["+919800000002", "new"]]
+
+
+def test_choosing_between_two_columns_with_the_same_header_is_refused_not_misread(
+    admin_client, campaign, lead_file, import_media
+):
+    """The operator's choice travels as header -> field, so two columns headed 'Phone' got one choice (the last
+    column's), applied to the first: picking the second imported the first's numbers, with nothing said (and
+    keeping the proposal lost the phone column). The step now asks for a rename instead."""
+    path = lead_file([["1111", "9876543210"], ["2222", "9876543211"]], header=["Phone", "Phone"])
+    step = upload_file(admin_client, campaign, path)
+    answer = admin_client.post(IMPORT_URL, mapping_data(step, column_0="ignore", column_1="PhoneNumber"))
+
+    assert "confirm_form" not in answer.context
+    errors = answer.context["mapping_form"].non_field_errors()
+    assert any("same header" in error for error in errors), errors
+    assert not Lead.objects.exists()
+
+
+def test_a_garbled_format_choice_falls_back_to_the_file_name_not_a_500(admin_client, campaign, lead_file, import_media):
+    """The mapping and confirmation steps carry the format choice in a hidden field, read with int() and an index:
+    a value that was not one of the choices answered 500."""
+    step = upload_file(admin_client, campaign, lead_file([["9876543210", "Asha", "", ""]]))
+    preview = admin_client.post(IMPORT_URL, {**mapping_data(step), "format": "x"})
+    assert preview.status_code == 200 and "confirm_form" in preview.context
+    form = preview.context["confirm_form"]
+    done = admin_client.post(CONFIRM_URL, {**{name: form.initial[name] for name in form.fields}, "format": "99"})
+    assert done.status_code == 302
+    assert Lead.objects.filter(phone_number="+919876543210").exists()

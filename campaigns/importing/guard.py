@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from cloudagent.json_text import json_depth
 from cloudagent.spreadsheet_guard import SheetLimits
 
 
@@ -95,24 +96,8 @@ def rows_problem(rows: int, limits: ImportLimits) -> str:
 
 
 def json_depth_problem(text: str, limits: ImportLimits) -> str:
-    """Nesting deeper than the cap, found in one pass over the text (strings skipped): json.load would raise
-    RecursionError on a deep enough file, and nothing in a lead list nests more than a few levels."""
-    depth = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > limits.max_json_depth:
-                return f"the JSON nests deeper than {limits.max_json_depth} levels"
-        elif char in "]}":
-            depth -= 1
+    """Nesting deeper than the cap: json.load would raise RecursionError on a deep enough file, and nothing in a
+    lead list nests more than a few levels."""
+    if json_depth(text) > limits.max_json_depth:
+        return f"the JSON nests deeper than {limits.max_json_depth} levels"
     return ""

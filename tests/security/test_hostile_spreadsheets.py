@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 import xlwt
 
+from campaigns.importing.readers import ImportFileError, open_sheet
+from cloudagent.errors import FailedFileUnavailable
+from cloudagent.failed_files import failed_file_read
 from cloudagent.spreadsheet_guard import SheetLimits, SpreadsheetRefused, spreadsheet_check
 from tests.security.hostile import ODS_CELL, far_corner_xlsx, inline_cell, ods, xlsx
 
@@ -164,3 +167,30 @@ def test_an_ordinary_workbook_passes(tmp_path):
     path.write_bytes(xlsx(rows, dimension="A1:B49"))
     spreadsheet_check(path, limits=LIMITS)
     spreadsheet_check(b"PhoneNumber\n9876543210\n", limits=LIMITS)  # not a workbook: left to the reader
+
+
+def damaged(data: bytes, how: str) -> bytes:
+    """The workbook with its sheet's checksum wrong, or its compressed bytes garbled: a cut-short download or a
+    forged file."""
+    info = zipfile.ZipFile(io.BytesIO(data)).getinfo("xl/worksheets/sheet1.xml")
+    if how == "checksum":
+        crc = info.CRC.to_bytes(4, "little")
+        return data.replace(crc, (info.CRC ^ 1).to_bytes(4, "little"))
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    return data[:start] + b"\xff" * 8 + data[start + 8 :]
+
+
+@pytest.mark.parametrize("how", ["checksum", "deflate"])
+def test_a_damaged_workbook_is_refused_with_a_message_not_a_crash(how, tmp_path):
+    """zipfile raises BadZipFile or zlib.error from inside the XML read: an exception no reader caught, so the
+    admin's upload answered 500 and the failed-file job crashed instead of saying the file is damaged."""
+    sheet = f'<row r="1">{inline_cell("A1", "PhoneNumber")}</row><row r="2">{inline_cell("A2", "9876543210")}</row>'
+    data = damaged(xlsx(sheet), how)
+    with pytest.raises(SpreadsheetRefused, match="damaged"):
+        spreadsheet_check(data, limits=LIMITS)
+    path = tmp_path / "leads.xlsx"
+    path.write_bytes(data)
+    with pytest.raises(ImportFileError, match="damaged"), open_sheet(path, "xlsx") as opened:
+        list(opened.rows)
+    with pytest.raises(FailedFileUnavailable, match="damaged"):
+        failed_file_read(data)  # the job settles the leads unconfirmed instead of crashing at every sweep

@@ -3,12 +3,16 @@ addresses, connect to the address they checked, read URLs the way urllib3 connec
 and cap the body. The far end is a loopback server, let through only by an explicit allow-list."""
 
 import ipaddress
+import socket
+import threading
+import time
 
 import pytest
 from django.utils import timezone
 
 from campaigns.models import Lead
 from cloudagent.safe_http import (
+    FetchFailed,
     FetchPolicy,
     FetchRefused,
     FetchTooLarge,
@@ -202,3 +206,38 @@ def test_the_backslash_trick_does_not_pass_the_host_list(settings):
 def test_plain_http_failed_files_are_refused_outside_development(settings):
     settings.LEADHUB_ALLOW_PLAIN_HTTP = False
     assert "https" in failed_file_url_check("http://files.example.com/x.csv")
+
+
+def test_a_slow_drip_body_is_cut_off_at_the_deadline():
+    """A server that sends its body a byte at a time, each byte inside the read timeout: one read of a 64 KB chunk
+    waited for the whole chunk, so the deadline was checked only once it came (a byte every 29 s kept a
+    worker for weeks). The client now hangs up at the deadline, long before the server has sent everything."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    drip = 200
+    outcome = {}
+
+    def serve():
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(4096)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+            outcome["hung_up_after"] = None
+            for sent in range(drip):
+                try:
+                    connection.sendall(b"9")
+                except OSError:
+                    outcome["hung_up_after"] = sent
+                    return
+                time.sleep(0.02)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    with pytest.raises(FetchFailed, match="longer than allowed"):
+        fetch(
+            f"http://127.0.0.1:{port}/failed.csv",
+            policy=policy(allow_networks=LOOPBACK_ONLY, timeout=0.5, max_bytes=10**6),
+        )
+    server.join(10)
+    listener.close()
+    assert outcome["hung_up_after"] is not None, "the client read the whole drip before looking at its deadline"

@@ -68,6 +68,7 @@ PAGES = [
     ("callback delete", "get", lambda r: admin_url("uploads_callbackevent_delete", r["event"].pk), set()),
     ("call list", "get", lambda r: admin_url("calls_call_changelist"), READERS),
     ("rq home", "get", lambda r: "/admin/rq/", {"superuser"}),
+    ("rq stats json", "get", lambda r: "/admin/rq/stats.json", {"superuser"}),
     ("rq empty queue", "post", lambda r: "/admin/rq/queues/1/empty/", {"superuser"}),
 ]
 
@@ -132,3 +133,20 @@ def test_only_those_who_may_change_an_account_see_its_callback_url(records):
     content = page.content.decode()
     assert page.status_code == 200 and account.callback_secret not in content
     assert account.call_summary_secret not in content
+
+
+def test_confirming_a_background_preview_needs_the_import_permission(records):
+    """Confirming a preview imports a file: the same permission as the import page's Confirm and resume
+    (campaigns.import_lead), not the right to enter a lead by hand (add_lead)."""
+    lead_import = records["import"]
+    LeadImport.objects.filter(pk=lead_import.pk).update(state=LeadImport.State.PREVIEWED)
+    user = User.objects.create_user("typist", "typist@example.com", None, is_staff=True)
+    user.user_permissions.add(
+        *Group.objects.get(name="Operators").permissions.filter(codename__in=["add_lead", "view_leadimport"])
+    )
+    client = Client()
+    client.force_login(user)
+    answer = client.post(admin_url("campaigns_leadimport_confirm", lead_import.pk))
+    assert answer.status_code == 403
+    lead_import.refresh_from_db()
+    assert lead_import.state == LeadImport.State.PREVIEWED
