@@ -21,6 +21,7 @@ def use_database(name: str, *, redis_db: int = 14, redis_url: str | None = None)
     url = f"{PG_ADMIN_URL}/{name}"
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("SECRET_KEY", "bench-only")
+    os.environ.setdefault("CLOUDAGENT_FETCH_ALLOW_NETWORKS", "127.0.0.1/32")  # the emulator's failed files
     os.environ["DJANGO_DEBUG"] = "1"
     os.environ["REDIS_URL"] = redis_url or f"redis://127.0.0.1:6379/{redis_db}"
     os.environ["DJANGO_SETTINGS_MODULE"] = "leadhub.settings"
@@ -74,7 +75,16 @@ def start_gunicorn(port: int, database_url: str, *, workers: int = 2) -> subproc
     import urllib.error
     import urllib.request
 
-    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_DEBUG": "0", "SECRET_KEY": "bench-only-secret-key"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_DEBUG": "0",
+        "SECRET_KEY": "bench-only-secret-key",
+        "LEADHUB_FIELD_ENCRYPTION_KEYS": "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleTA=",
+        # The benches serve failed-rows files over plain http on loopback.
+        "LEADHUB_ALLOW_PLAIN_HTTP": "1",
+        "CLOUDAGENT_FETCH_ALLOW_NETWORKS": "127.0.0.1/32",
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "leadhub.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}"]
         + ["--log-level", "warning"],

@@ -70,12 +70,12 @@ def _redial(modeladmin, request, leads):
     return TemplateResponse(request, "admin/calls/redial.html", context)
 
 
-@admin.action(description="Dial again (by last call outcome)", permissions=["change"])
+@admin.action(description="Dial again (by last call outcome)", permissions=["push"])
 def redial_selected_leads(modeladmin, request, queryset):
     return _redial(modeladmin, request, queryset)
 
 
-@admin.action(description="Dial again the campaigns' leads (by last call outcome)", permissions=["change"])
+@admin.action(description="Dial again the campaigns' leads (by last call outcome)", permissions=["push"])
 def redial_campaign_leads(modeladmin, request, queryset):
     return _redial(modeladmin, request, Lead.objects.filter(campaign__in=queryset))
 

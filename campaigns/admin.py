@@ -5,8 +5,9 @@ import os
 from collections import Counter
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connections, models
 from django.http import FileResponse, Http404
@@ -31,11 +32,14 @@ from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
 from campaigns.normalize import PhoneError, normalize_phone
 from campaigns.services import (
     LeadImportError,
+    account_base_url_check,
+    account_callback_secret_rotate,
     account_upsert,
     campaign_upsert,
     lead_import_confirm,
     lead_import_resume,
     lead_import_undo,
+    lead_phone_check,
 )
 from uploads.selectors import campaign_progress
 from uploads.services import callback_url_for, campaign_push_new, leads_push_request, push_summary_messages
@@ -52,12 +56,12 @@ def report_push(modeladmin, request, summary) -> None:
         modeladmin.message_user(request, text, PUSH_MESSAGE_LEVELS[level])
 
 
-@admin.action(description="Push selected leads to CloudAgent", permissions=["change"])
+@admin.action(description="Push selected leads to CloudAgent", permissions=["push"])
 def push_selected_leads(modeladmin, request, queryset):
     report_push(modeladmin, request, leads_push_request(leads=queryset, user=request.user))
 
 
-@admin.action(description="Push all new leads to CloudAgent", permissions=["change"])
+@admin.action(description="Push all new leads to CloudAgent", permissions=["push"])
 def push_new_leads(modeladmin, request, queryset):
     for campaign in queryset:
         report_push(modeladmin, request, campaign_push_new(campaign=campaign, user=request.user))
@@ -100,16 +104,43 @@ class AccountForm(forms.ModelForm):
 
     def clean_api_key(self):
         key = self.cleaned_data.get("api_key", "").strip()
+        self.api_key_typed = bool(key)
         if key:
             return key
         if self.instance.pk:
             return self.instance.api_key
         raise forms.ValidationError("An API key is required.")
 
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("base_url"):
+            try:
+                account_base_url_check(
+                    stored_base_url=self.instance.base_url if self.instance.pk else None,
+                    base_url=cleaned["base_url"],
+                    api_key_given=getattr(self, "api_key_typed", False),
+                )
+            except ValidationError as exc:
+                self.add_error(None, exc)
+        return cleaned
+
+
+@admin.action(description="Rotate the callback URL of selected accounts", permissions=["change"])
+def rotate_callback_secret(modeladmin, request, queryset):
+    for account_id in queryset.values_list("pk", flat=True):
+        account_callback_secret_rotate(account_id=account_id)
+    hours = settings.CLOUDAGENT_CALLBACK_SECRET_GRACE_SECONDS / 3600
+    modeladmin.message_user(
+        request,
+        f"New callback URLs for {queryset.count()} account(s); the old ones answer for {hours:g} more hour(s).",
+        messages.SUCCESS,
+    )
+
 
 @admin.register(CloudAgentAccount)
 class CloudAgentAccountAdmin(admin.ModelAdmin):
     form = AccountForm
+    actions = [rotate_callback_secret]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ["name", "user_name", "api_key_masked", "base_url", "is_active", "problem_flag"]
     list_filter = ["is_active"]
@@ -155,6 +186,15 @@ class CloudAgentAccountAdmin(admin.ModelAdmin):
     def cdr_url(self, obj):
         return call_summary_url_for(obj) if obj.pk else "—"
 
+    def get_fieldsets(self, request, obj=None):
+        """The callback and call-summary URLs are those posts' only credential: shown only to those who may change
+        the account."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if self.has_change_permission(request, obj):
+            return fieldsets
+        secret = {"callback_url", "cdr_url"}
+        return [(name, options) for name, options in fieldsets if not secret & set(options["fields"])]
+
 
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
@@ -175,6 +215,9 @@ class CampaignAdmin(admin.ModelAdmin):
     readonly_fields = ["progress", "outcomes", "problem", "problem_at", "created_at", "updated_at"]
 
     actions = [push_new_leads, redial_campaign_leads]
+
+    def has_push_permission(self, request):
+        return request.user.has_perm("campaigns.push_lead")
 
     def get_urls(self):
         progress = path(
@@ -269,10 +312,37 @@ class LeadReasonFilter(admin.SimpleListFilter):
 PROBLEM_STATUSES = (Lead.Status.FAILED, Lead.Status.INVALID, Lead.Status.UNCONFIRMED)
 
 
+class LeadForm(forms.ModelForm):
+    """A lead entered or edited by hand: its number normalised and checked for duplicates, as an import does."""
+
+    class Meta:
+        model = Lead
+        fields = ["campaign", "phone_number", "name", "priority", "expiry_date", "agent_id", "skill", "extra"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("campaign") and cleaned.get("phone_number"):
+            try:
+                cleaned["phone_number"] = lead_phone_check(
+                    campaign=cleaned["campaign"], phone_number=cleaned["phone_number"], lead_id=self.instance.pk
+                )
+            except ValidationError as exc:
+                self.add_error(None, exc)
+        return cleaned
+
+    def validate_unique(self):
+        """lead_phone_check has said it in words; the constraint would repeat it in the model's."""
+
+
 @admin.register(Lead)
 class LeadAdmin(LeadImportExportMixin, admin.ModelAdmin):
+    form = LeadForm
     actions = [push_selected_leads, redial_selected_leads]
     inlines = [CallInline]
+
+    def has_push_permission(self, request):
+        return request.user.has_perm("campaigns.push_lead")
+
     list_display = [
         "phone_number",
         "name",
@@ -410,7 +480,7 @@ class LeadImportAdmin(admin.ModelAdmin):
     def resume_view(self, request, object_id):
         """POST only: runs again an import a crash stopped; rows it already wrote count as imported."""
         lead_import = get_object_or_404(LeadImport.objects.select_related("campaign"), pk=object_id)
-        if request.method != "POST" or not request.user.has_perm("campaigns.add_lead"):
+        if request.method != "POST" or not request.user.has_perm("campaigns.import_lead"):
             raise PermissionDenied
         try:
             background = lead_import_resume(lead_import=lead_import)
@@ -442,7 +512,7 @@ class LeadImportAdmin(admin.ModelAdmin):
 
     def undo_view(self, request, object_id):
         lead_import = get_object_or_404(LeadImport.objects.select_related("campaign"), pk=object_id)
-        if not request.user.has_perm("campaigns.delete_lead"):
+        if not request.user.has_perms(["campaigns.import_lead", "campaigns.delete_lead"]):
             raise PermissionDenied
         change_url = reverse("admin:campaigns_leadimport_change", args=[lead_import.pk])
         if request.method == "POST":

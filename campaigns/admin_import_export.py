@@ -9,6 +9,7 @@ import tempfile
 from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.core import signing
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, StreamingHttpResponse
 from django.shortcuts import redirect
@@ -27,12 +28,31 @@ from campaigns.importing.readers import ImportFileError
 from campaigns.models import Campaign
 from campaigns.resources import LeadExportResource
 from campaigns.services import (
+    IMPORT_PREVIEW_PREFIX,
+    import_previews_sweep,
     lead_import_create,
     lead_import_preview,
     lead_import_preview_start,
     lead_import_propose,
     lead_import_start,
 )
+
+PREVIEW_SALT = "leadhub.import-preview"
+
+
+def preview_token(*, file_name: str, campaign_id: int, user_id: int) -> str:
+    """What the mapping step and the confirmation may import, signed: the browser carries it but cannot change the
+    file (a bare temp-file name let one user import, and delete, another's upload), the campaign or the user."""
+    return signing.dumps({"file": file_name, "campaign": campaign_id, "user": user_id}, salt=PREVIEW_SALT)
+
+
+def preview_token_read(token: str, *, user) -> dict | None:
+    """The token's {file, campaign, user} if it is ours, fresh and this user's; None otherwise."""
+    try:
+        found = signing.loads(token, salt=PREVIEW_SALT, max_age=settings.LEADHUB_IMPORT_PREVIEW_MAX_AGE_SECONDS)
+    except signing.BadSignature:
+        return None
+    return found if isinstance(found, dict) and user is not None and found.get("user") == user.pk else None
 
 
 class LeadImportForm(ImportForm):
@@ -44,11 +64,28 @@ class LeadImportForm(ImportForm):
 
 
 class LeadConfirmImportForm(ConfirmImportForm):
-    """Carries the campaign and the operator's column mapping (JSON) from the preview to the confirmation, beside
-    the uploaded file's temporary name."""
+    """Carries the campaign and the operator's column mapping (JSON) from the preview to the confirmation;
+    `import_file_name` holds a signed token (preview_token) naming the uploaded file, the campaign and the user,
+    checked here along with the campaign being active."""
 
-    campaign = forms.ModelChoiceField(queryset=Campaign.objects.all(), widget=forms.HiddenInput)
+    campaign = forms.ModelChoiceField(queryset=Campaign.objects.filter(is_active=True), widget=forms.HiddenInput)
     column_choice = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_import_file_name(self):
+        return self.cleaned_data["import_file_name"]  # the stock form keeps only a basename: a token is not one
+
+    def clean(self):
+        cleaned = super().clean()
+        campaign = cleaned.get("campaign")
+        token = preview_token_read(cleaned.get("import_file_name") or "", user=self.user)
+        if token is None or campaign is None or token["campaign"] != campaign.pk:
+            raise forms.ValidationError("The preview has expired or does not match; upload the file again.")
+        cleaned["import_file_name"] = token["file"]
+        return cleaned
 
 
 # ---------------------------------------------------------------------------------------------- the mapping step
@@ -71,20 +108,19 @@ class ColumnMappingForm(forms.Form):
     original_file_name = forms.CharField(widget=forms.HiddenInput)
     format = forms.CharField(widget=forms.HiddenInput)
 
-    def __init__(self, *args, campaign: Campaign, header: list[str], proposal: MappingProposal | None = None, **kw):
+    def __init__(self, *args, campaign: Campaign, proposal: MappingProposal, **kw):
         super().__init__(*args, **kw)
-        self.header = header
+        self.header = [column.header for column in proposal.columns]
         choices = field_choices(list(campaign.column_map))
-        for position, name in enumerate(header):
-            column = proposal.columns[position] if proposal else None
+        for column in proposal.columns:
             field = forms.ChoiceField(
-                label=name or f"(column {position + 1}, no header)",
-                choices=choices if name.strip() else [(IGNORE, CHOICE_LABELS[IGNORE])],
-                initial=column.field if column else IGNORE,
-                help_text=column.reason if column else "",
+                label=column.header or f"(column {column.position + 1}, no header)",
+                choices=choices if column.header.strip() else [(IGNORE, CHOICE_LABELS[IGNORE])],
+                initial=column.field,
+                help_text=column.reason,
             )
-            field.samples = column.samples if column else []
-            self.fields[f"column_{position}"] = field
+            field.samples = column.samples
+            self.fields[f"column_{column.position}"] = field
 
     def clean(self):
         cleaned = super().clean()
@@ -147,6 +183,9 @@ class LeadImportExportMixin(ImportExportMixin):
             initial["campaign"] = import_form.cleaned_data["campaign"].pk
         return initial
 
+    def get_confirm_form_kwargs(self, request, import_form=None):
+        return {**super().get_confirm_form_kwargs(request, import_form), "user": request.user}
+
     def _format_name(self, choice: str) -> str:
         return self.get_import_formats()[int(choice)]().get_title()
 
@@ -181,7 +220,8 @@ class LeadImportExportMixin(ImportExportMixin):
         upload = form.cleaned_data["import_file"]
         campaign = form.cleaned_data["campaign"]
         # The stock view's tmp storage, written chunk by chunk: its save() takes the whole file at once.
-        with tempfile.NamedTemporaryFile(prefix="leadhub-import-", delete=False) as f:
+        import_previews_sweep()
+        with tempfile.NamedTemporaryFile(prefix=IMPORT_PREVIEW_PREFIX, delete=False) as f:
             for chunk in upload.chunks():
                 f.write(chunk)
         storage = TempFolderStorage(name=os.path.basename(f.name))
@@ -196,19 +236,20 @@ class LeadImportExportMixin(ImportExportMixin):
             return
         hidden = {
             "campaign": campaign.pk,
-            "import_file_name": storage.name,
+            "import_file_name": preview_token(file_name=storage.name, campaign_id=campaign.pk, user_id=request.user.pk),
             "original_file_name": upload.name,
             "format": form.cleaned_data["format"],
         }
-        header = [c.header for c in proposal.columns]
-        context["mapping_form"] = ColumnMappingForm(initial=hidden, campaign=campaign, header=header, proposal=proposal)
+        context["mapping_form"] = ColumnMappingForm(initial=hidden, campaign=campaign, proposal=proposal)
         context.update(proposal=proposal, phone_problem=proposal.phone_problem(), mapping_file_name=upload.name)
 
     def _mapped(self, request, context):
         """Step 2 -> 3: the operator's mapping; a preview now, or in the background for a big file."""
         import_url = reverse("admin:campaigns_lead_import", current_app=self.admin_site.name)
-        campaign = Campaign.objects.filter(pk=request.POST.get("campaign")).first()
-        storage = TempFolderStorage(name=os.path.basename(request.POST.get("import_file_name", "")))
+        # The file and the campaign come from the signed token, never from the form's other fields.
+        token = preview_token_read(request.POST.get("import_file_name", ""), user=request.user)
+        campaign = Campaign.objects.filter(pk=token["campaign"], is_active=True).first() if token else None
+        storage = TempFolderStorage(name=os.path.basename(token["file"])) if token else None
         if campaign is None or not os.path.exists(storage.get_full_path()):
             self.message_user(request, "The uploaded file is gone; upload it again.", messages.ERROR)
             return redirect(import_url)
@@ -222,8 +263,7 @@ class LeadImportExportMixin(ImportExportMixin):
             storage.remove()
             self.message_user(request, str(exc), messages.ERROR)
             return redirect(import_url)
-        header = [c.header for c in proposal.columns]
-        mapping_form = ColumnMappingForm(request.POST, campaign=campaign, header=header, proposal=proposal)
+        mapping_form = ColumnMappingForm(request.POST, campaign=campaign, proposal=proposal)
         if not mapping_form.is_valid():
             context.update(
                 mapping_form=mapping_form,
@@ -268,7 +308,9 @@ class LeadImportExportMixin(ImportExportMixin):
             return None
         context["confirm_form"] = LeadConfirmImportForm(
             initial={
-                "import_file_name": storage.name,
+                "import_file_name": preview_token(
+                    file_name=storage.name, campaign_id=campaign.pk, user_id=request.user.pk
+                ),
                 "original_file_name": file_name,
                 "format": request.POST.get("format", "0"),
                 "resource": "0",

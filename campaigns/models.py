@@ -8,6 +8,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from leadhub.fields import EncryptedTextField
+
 DOMESTIC_BASE_URL = "https://in1-ccaas-api.ozonetel.com"
 INTERNATIONAL_BASE_URL = "https://api.ccaas.ozonetel.com"
 
@@ -25,7 +27,7 @@ class CloudAgentAccount(models.Model):
 
     name = models.CharField("display name", max_length=100, unique=True)
     user_name = models.CharField(max_length=100)
-    api_key = models.CharField("API key", max_length=200)
+    api_key = EncryptedTextField("API key", max_length=200)  # a Fernet token in the database
     base_url = models.URLField(
         "base URL",
         default=DOMESTIC_BASE_URL,
@@ -33,6 +35,9 @@ class CloudAgentAccount(models.Model):
     )
     # CloudAgent signs nothing, so the callback URL itself is the credential (docs/cloudagent-contract.md, callback).
     callback_secret = models.CharField(max_length=64, unique=True, default=new_callback_secret, editable=False)
+    # After a rotation the old URL keeps answering until batches sent with it have had their callbacks.
+    previous_callback_secret = models.CharField(max_length=64, blank=True, default="", editable=False)
+    previous_callback_secret_until = models.DateTimeField(null=True, blank=True, editable=False)
     # The call summaries' URL ("URL to Push") has a secret of its own: either URL can be replaced alone.
     call_summary_secret = models.CharField(max_length=64, unique=True, default=new_callback_secret, editable=False)
     is_active = models.BooleanField("active", default=True)
@@ -232,6 +237,12 @@ class Lead(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        # Beyond add/change/delete/view: the roles (Operators, Managers, Viewers) are built from these.
+        permissions = [
+            ("import_lead", "Can import leads from files (and resume or undo an import)"),
+            ("export_lead", "Can export leads"),
+            ("push_lead", "Can push leads to CloudAgent"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["campaign", "phone_number"], name="lead_unique_phone_per_campaign"),
             models.CheckConstraint(

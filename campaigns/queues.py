@@ -20,16 +20,22 @@ def lead_import_run_enqueue(*, lead_import_id: int) -> None:
     )
 
 
+def lead_import_preview_job_id(lead_import_id: int) -> str:
+    return f"lead-import-preview-{lead_import_id}"
+
+
 def lead_import_preview_enqueue(*, lead_import_id: int) -> None:
     django_rq.get_queue(IMPORTS_QUEUE).enqueue(
-        LEAD_IMPORT_PREVIEW_JOB, lead_import_id, job_id=f"lead-import-preview-{lead_import_id}"
+        LEAD_IMPORT_PREVIEW_JOB, lead_import_id, job_id=lead_import_preview_job_id(lead_import_id)
     )
 
 
-def lead_import_job_alive(*, lead_import_id: int) -> bool:
-    """A background import is alive while RQ has its job waiting or started; RQ marks a dead worker's job failed."""
+def lead_import_job_alive(*, lead_import_id: int, preview: bool = False) -> bool:
+    """A background import (or its preview) is alive while RQ has its job waiting or started; RQ marks a dead
+    worker's job failed."""
+    job_id = lead_import_preview_job_id(lead_import_id) if preview else lead_import_job_id(lead_import_id)
     try:
-        job = Job.fetch(lead_import_job_id(lead_import_id), connection=django_rq.get_connection(IMPORTS_QUEUE))
+        job = Job.fetch(job_id, connection=django_rq.get_connection(IMPORTS_QUEUE))
     except NoSuchJobError:
         return False
     return job.get_status() in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)

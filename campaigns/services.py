@@ -2,11 +2,14 @@
 
 import csv
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
@@ -16,7 +19,16 @@ from campaigns.importing.columns import MappingError, MappingProposal, header_si
 from campaigns.importing.policy import ImportReport
 from campaigns.importing.readers import ImportFileError, Sheet, cell_text, detect_format, open_sheet
 from campaigns.importing.writers import import_sheet
-from campaigns.models import DOMESTIC_BASE_URL, Campaign, CloudAgentAccount, ColumnMappingChoice, Lead, LeadImport
+from campaigns.models import (
+    DOMESTIC_BASE_URL,
+    Campaign,
+    CloudAgentAccount,
+    ColumnMappingChoice,
+    Lead,
+    LeadImport,
+    new_callback_secret,
+)
+from campaigns.normalize import PhoneError, normalize_phone
 from campaigns.selectors import column_mapping_remembered
 from cloudagent.rules import header_key
 
@@ -32,6 +44,18 @@ ACCOUNT_FIELDS_CLEARING_PROBLEM = ("user_name", "api_key", "base_url")
 CAMPAIGN_FIELDS_CLEARING_PROBLEM = ("name", "column_map", "account_id")
 
 
+def account_base_url_check(*, stored_base_url: str | None, base_url: str, api_key_given: bool) -> None:
+    """Every request carries the account's API key to its base URL, so the URL is https (plain http only with
+    LEADHUB_ALLOW_PLAIN_HTTP, i.e. DJANGO_DEBUG), and moving an account to another URL takes its key typed again:
+    whoever may edit the account but not read the key must not be able to send it to a server of theirs."""
+    parts = urlsplit(base_url)
+    schemes = ("https", "http") if settings.LEADHUB_ALLOW_PLAIN_HTTP else ("https",)
+    if parts.scheme.lower() not in schemes or not parts.hostname:
+        raise ValidationError({"base_url": f"The base URL must be an {' or '.join(schemes)} URL."})
+    if stored_base_url is not None and base_url != stored_base_url and not api_key_given:
+        raise ValidationError({"api_key": "Type the API key again to change the base URL: the key is sent there."})
+
+
 @transaction.atomic
 def account_upsert(
     *,
@@ -44,17 +68,52 @@ def account_upsert(
 ) -> tuple[CloudAgentAccount, bool]:
     """Create the account or bring it up to date; idempotent, so scripts can run it on every deploy. `account` is
     the instance to save (the admin's form, which may rename it); without it the account is found by name. New
-    credentials or a new address clear the account's problem flag; `is_active` None leaves it as it is."""
+    credentials or a new address clear the account's problem flag; `is_active` None leaves it as it is. An empty
+    api_key keeps the stored one (a new account needs one); a new base URL needs the key given again."""
     if account is None:
         account = CloudAgentAccount.objects.select_for_update().filter(name=name).first() or CloudAgentAccount()
     created = account.pk is None
-    values = {"name": name, "user_name": user_name, "api_key": api_key}
-    if base_url or created:
-        values["base_url"] = base_url or DOMESTIC_BASE_URL
+    if created and not api_key:
+        raise ValidationError({"api_key": "A new account needs an API key."})
+    stored_base_url = (
+        None if created else CloudAgentAccount.objects.filter(pk=account.pk).values_list("base_url", flat=True).get()
+    )
+    new_base_url = base_url or stored_base_url or DOMESTIC_BASE_URL
+    account_base_url_check(stored_base_url=stored_base_url, base_url=new_base_url, api_key_given=bool(api_key))
+    values = {"name": name, "user_name": user_name, "base_url": new_base_url}
+    if api_key:
+        values["api_key"] = api_key
     if is_active is not None:
         values["is_active"] = is_active
     _save_clearing_problem(account, values, ACCOUNT_FIELDS_CLEARING_PROBLEM)
     return account, created
+
+
+def account_callback_secret_rotate(*, account_id: int) -> CloudAgentAccount:
+    """A new callback URL for the account. Batches already sent carry the old URL in their callBackUrl, so it
+    keeps answering for CLOUDAGENT_CALLBACK_SECRET_GRACE_SECONDS, then 404s; a second rotation within the grace
+    period ends the first one's."""
+    with transaction.atomic():
+        account = CloudAgentAccount.objects.select_for_update().get(pk=account_id)
+        CloudAgentAccount.objects.filter(pk=account.pk, callback_secret=account.callback_secret).update(
+            previous_callback_secret=account.callback_secret,
+            previous_callback_secret_until=timezone.now()
+            + timedelta(seconds=settings.CLOUDAGENT_CALLBACK_SECRET_GRACE_SECONDS),
+            callback_secret=new_callback_secret(),
+            updated_at=timezone.now(),
+        )
+    account.refresh_from_db()
+    return account
+
+
+def account_secrets_reencrypt() -> int:
+    """Store every API key again under the newest LEADHUB_FIELD_ENCRYPTION_KEYS key (reading accepts any of
+    them), so the older keys can be dropped. One short UPDATE per account; safe to run again."""
+    count = 0
+    for account_id, api_key in CloudAgentAccount.objects.values_list("pk", "api_key"):
+        CloudAgentAccount.objects.filter(pk=account_id).update(api_key=api_key)
+        count += 1
+    return count
 
 
 @transaction.atomic
@@ -99,6 +158,40 @@ def _save_clearing_problem(instance, values: dict, clearing: tuple[str, ...]) ->
         setattr(instance, field, value)
     instance.full_clean()
     instance.save()
+
+
+IMPORT_PREVIEW_PREFIX = "leadhub-import-"
+
+
+def import_previews_sweep(*, older_than: timedelta | None = None) -> int:
+    """Delete uploaded files that were previewed and never confirmed (confirming removes its own): they hold
+    customers' numbers and would pile up in the temp folder forever. Age from the file's mtime; returns how many
+    were removed. Run on every preview and by `manage.py sweep_import_previews`."""
+    if older_than is None:
+        older_than = timedelta(seconds=settings.LEADHUB_IMPORT_PREVIEW_MAX_AGE_SECONDS)
+    cutoff = time.time() - older_than.total_seconds()
+    removed = 0
+    for path in Path(tempfile.gettempdir()).glob(f"{IMPORT_PREVIEW_PREFIX}*"):
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass  # a confirm or another sweep took it first
+    return removed
+
+
+def lead_phone_check(*, campaign: Campaign, phone_number: str, lead_id: int | None = None) -> str:
+    """The number as leads store it (E.164 for the campaign's region), refused when it is not a phone number or
+    the campaign has it already: a lead entered by hand follows the import's rules, or a failed-rows file naming
+    it could never be matched to it."""
+    try:
+        phone = normalize_phone(phone_number, campaign.phone_region)
+    except PhoneError as exc:
+        raise ValidationError({"phone_number": str(exc)}) from None
+    if Lead.objects.filter(campaign=campaign, phone_number=phone).exclude(pk=lead_id).exists():
+        raise ValidationError({"phone_number": f"{phone} is already in this campaign."})
+    return phone
 
 
 class LeadImportError(Exception):
@@ -308,19 +401,24 @@ def lead_import_resume(*, lead_import: LeadImport) -> bool:
 
 
 def lead_imports_resume_stopped(*, older_than: timedelta = timedelta(minutes=1)) -> int:
-    """Background imports whose RQ job is gone (a worker killed outright, or Redis come back empty): start the
-    pending ones again and resume the running ones from their stored file. The import row is the record of
-    the work; the job was only a way to run it. Returns how many were restarted."""
+    """Background imports and previews whose RQ job is gone (a worker killed outright, or Redis come back empty):
+    start the pending ones again, resume the running ones from their stored file, run a lost preview again. The
+    import row is the record of the work; the job was only a way to run it. Returns how many were restarted."""
     stopped = LeadImport.objects.filter(
-        state__in=[LeadImport.State.PENDING, LeadImport.State.RUNNING],
+        state__in=[LeadImport.State.PENDING, LeadImport.State.RUNNING, LeadImport.State.PREVIEWING],
         rows__gt=settings.LEADHUB_IMPORT_BACKGROUND_ROWS,
         created_at__lt=timezone.now() - older_than,
     ).select_related("campaign")
     restarted = 0
     for lead_import in stopped:
-        if queues.lead_import_job_alive(lead_import_id=lead_import.pk):
+        previewing = lead_import.state == LeadImport.State.PREVIEWING
+        if queues.lead_import_job_alive(lead_import_id=lead_import.pk, preview=previewing):
             continue
-        if lead_import.state == LeadImport.State.PENDING:
+        if previewing:
+            # A dry run writes nothing: it starts over (its claim is the start time).
+            LeadImport.objects.filter(pk=lead_import.pk, state=LeadImport.State.PREVIEWING).update(started_at=None)
+            queues.lead_import_preview_enqueue(lead_import_id=lead_import.pk)
+        elif lead_import.state == LeadImport.State.PENDING:
             lead_import_start(lead_import=lead_import)
         else:
             lead_import_resume(lead_import=lead_import)

@@ -30,6 +30,12 @@ _TRANSACTION_ID = re.compile(r"[0-9A-Za-z_-]{1,40}")  # docs/cloudagent-contract
 _COUNT = re.compile(r"\d{1,9}(?:\.0*)?")  # counts come as strings, sometimes "6.0"
 # The provider's own sample nests an unescaped JSON object in a string: {"data":"{"totalNoUploaded":"6",...}"}.
 _UNESCAPED_DATA_STRING = re.compile(r'\{\s*"data"\s*:\s*"(\{.*\})"\s*\}', re.DOTALL)
+# A callback's data object is flat; these bound what parsing a hostile body can cost.
+MAX_NESTING = 32
+MAX_UNWRAPPING = 2
+# Provider times outside these years are a placeholder or garbage (0001-01-01 became 1 BC on PostgreSQL, and
+# every changelist showing it answered 500): stored as unknown.
+PROVIDER_YEARS = range(2000, 2101)
 
 
 @dataclass(frozen=True)
@@ -102,17 +108,46 @@ def _data_object(body: str, content_type: str) -> dict:
     return field
 
 
-def _json(text: str, *, what: str):
+def _json(text: str, *, what: str, unwrapped: int = 0):
+    """json.loads, refusing nesting deeper than MAX_NESTING first (a body nested ~1,000 deep raised
+    RecursionError, left the event `received` and broke the sweep on every tick), and unwrapping the provider's
+    string-in-a-string shapes at most MAX_UNWRAPPING times."""
+    if unwrapped > MAX_UNWRAPPING:
+        raise CallbackInvalid(f"{what} nests JSON inside strings more than {MAX_UNWRAPPING} times")
+    if _nesting_depth(text) > MAX_NESTING:
+        raise CallbackInvalid(f"{what} nests deeper than {MAX_NESTING} levels")
     try:
         document = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
         quirk = _UNESCAPED_DATA_STRING.fullmatch(text)
         if quirk is None:
-            raise CallbackInvalid(f"{what} is not valid JSON: {str(exc)[:200]}") from exc
-        return {"data": _json(quirk.group(1), what='"data"')}
+            raise CallbackInvalid(f"{what} is not valid JSON: {str(exc)[:200]}") from None
+        return {"data": _json(quirk.group(1), what='"data"', unwrapped=unwrapped + 1)}
     if isinstance(document, str) and document.lstrip().startswith("{"):
-        return _json(document, what=what)  # a whole body sent as one JSON string
+        return _json(document, what=what, unwrapped=unwrapped + 1)  # a whole body sent as one JSON string
     return document
+
+
+def _nesting_depth(text: str) -> int:
+    """The deepest [ / { nesting outside strings, in one pass."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _finite_float(text: str) -> float:
@@ -183,6 +218,8 @@ def _provider_time(value, time_zone: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
+        return None
+    if moment.year not in PROVIDER_YEARS:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(time_zone))

@@ -2,21 +2,21 @@
 
 Pure Python and requests: it knows nothing of the ORM, RQ or Django settings, so the push, the callback's
 failed-file job, the tests and a shell all use it the same way. The provider's behaviour it relies on is written
-down in docs/cloudagent-contract.md (cited below by section). Both requests go out on the client's one
-`requests.Session`, with the same User-Agent.
+down in docs/cloudagent-contract.md (cited below by section). The API requests go out on the client's
+`requests.Session`; the failed-rows download, whose URL comes from outside, through cloudagent.safe_http; both
+with the same User-Agent.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import ssl
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from importlib.metadata import version
-from urllib.parse import quote, quote_plus, urljoin, urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 import requests
 from urllib3.exceptions import ConnectTimeoutError
@@ -33,14 +33,16 @@ from cloudagent.errors import (
     UnexpectedResponseError,
 )
 from cloudagent.rules import check_batch
+from cloudagent.safe_http import FetchFailed, FetchPolicy, FetchRefused, fetch, url_refusal
 
 logger = logging.getLogger("leadhub.cloudagent")
 
 ENDPOINT_PATH = "/cloudAgentRestAPI/index.php/AddCampaignBulkDataV4/addBulkData/format/json"
 USER_AGENT = f"leadhub/{version('leadhub')} (+CloudAgent bulk client)"
 BODY_LIMIT = 2000  # characters of a response body kept on an error
+# CloudAgent answers with a few hundred bytes of JSON; a bigger answer is not CloudAgent's, and is not read whole.
+MAX_ANSWER_BYTES = 1024 * 1024
 REDACTED = "[redacted]"
-FAILED_FILE_REDIRECT_HOPS = 3
 
 # The documented synchronous answers (docs/cloudagent-contract.md, Synchronous answers), by normalised message.
 _AUTH_MESSAGES = {"invalid username or apikey", "apikey should not be empty", "username should not be empty"}
@@ -75,6 +77,7 @@ class CloudAgentClient:
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         session: requests.Session | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ):
         parts = urlsplit(base_url or "")
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -85,6 +88,7 @@ class CloudAgentClient:
         self._api_key = api_key
         # requests' read timeout bounds each wait for bytes, not the whole answer; CloudAgent answers small.
         self.timeout = (connect_timeout, read_timeout)
+        self.max_answer_bytes = max_answer_bytes
         self._owns_session = session is None
         self.session = session if session is not None else requests.Session()
 
@@ -158,18 +162,35 @@ class CloudAgentClient:
                 headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
                 timeout=self.timeout,
                 allow_redirects=False,
+                stream=True,
             )
+            with response:
+                content = self._answer_read(response)
         except requests.RequestException as err:
             raise TransientError(
                 self._redact(f"{_describe_transport_error(err)} (POST to {self.base_url})"),
                 ambiguous=_may_have_been_sent(err),
             ) from err
-        return self._parse(response)
+        return self._parse(response.status_code, content, response.encoding)
 
-    def _parse(self, response: requests.Response) -> AddBulkDataResult:
-        status = response.status_code
-        body = _truncate(self._redact(response.text))
-        answer = _json_object(response.content)
+    def _answer_read(self, response: requests.Response) -> bytes:
+        """The body up to max_answer_bytes. Over it, the answer came from something other than CloudAgent's API
+        (a proxy's page, a misconfigured base URL): CloudAgent may still have queued the request."""
+        chunks, size = [], 0
+        for chunk in response.iter_content(64 * 1024):
+            size += len(chunk)
+            if size > self.max_answer_bytes:
+                raise UnexpectedResponseError(
+                    f"the answer is over {self.max_answer_bytes} bytes; it was not read",
+                    status_code=response.status_code,
+                    ambiguous=True,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _parse(self, status: int, content: bytes, encoding: str | None) -> AddBulkDataResult:
+        body = _truncate(self._redact(content.decode(encoding or "utf-8", "replace")))
+        answer = _json_object(content)
 
         # CloudAgent's documented answers are all HTTP 200 (inferred, docs/cloudagent-contract.md): recognise them by
         # body whatever the status, so a CloudAgent that starts sending e.g. 400 with them is still understood.
@@ -203,7 +224,7 @@ class CloudAgentClient:
             raise RateLimitedError("HTTP 429 Too Many Requests", status_code=status, body=body)
         if status >= 500:
             raise TransientError("CloudAgent server error", status_code=status, body=body, ambiguous=True)
-        if 200 <= status < 300 and _is_json(response.content):
+        if 200 <= status < 300 and _is_json(content):
             raise UnexpectedResponseError(
                 "CloudAgent's answer is JSON but not an object", status_code=status, body=body, ambiguous=True
             )
@@ -241,63 +262,25 @@ class CloudAgentClient:
             elapsed,
         )
 
-    def failed_file_download(
-        self, url: str, *, allowed_hosts: Iterable[str], max_bytes: int, timeout_seconds: float
-    ) -> bytes:
-        """GET a callback's pre-signed failed-rows URL (docs/cloudagent-contract.md, Failed-rows file) on this
-        client's session: a timeout on every wait and on the whole download, a size cap, and every redirect hop
-        checked against `allowed_hosts` like the URL itself, so a forged callback or an allowed host's redirect
-        cannot make a worker fetch an address inside our network.
+    def failed_file_download(self, url: str, *, policy: FetchPolicy) -> bytes:
+        """GET a callback's pre-signed failed-rows URL (docs/cloudagent-contract.md, Failed-rows file) with this
+        client's User-Agent. The URL comes from a callback anyone could forge, so it goes through safe_http, not
+        the API session: the host resolved once and refused if internal, the connection pinned to the address
+        checked, every redirect checked the same way, a size cap and a deadline (`policy`).
 
         Raises FailedFileTemporarilyUnavailable for a transport error, a 5xx, 408/425/429 or a slow download
         (worth another try while the URL lives), FailedFileUnavailable for anything retrying cannot change."""
-        problem = failed_file_url_problem(url, allowed_hosts=allowed_hosts)
-        if problem:
-            raise FailedFileUnavailable(f"failed file URL refused: {problem}")
-        deadline = time.monotonic() + timeout_seconds
         try:
-            with self._get_checking_every_hop(url, allowed_hosts, timeout_seconds) as response:
-                status = response.status_code
-                if status in (408, 425, 429) or status >= 500:
-                    raise FailedFileTemporarilyUnavailable(f"the failed file server answered HTTP {status}")
-                if status != 200:
-                    raise FailedFileUnavailable(f"the failed file server answered HTTP {status} (expired or refused)")
-                declared = response.headers.get("Content-Length", "")
-                if declared.isdigit() and int(declared) > max_bytes:
-                    raise FailedFileUnavailable(f"the failed file is {declared} bytes, over the {max_bytes}-byte cap")
-                chunks, size = [], 0
-                for chunk in response.iter_content(64 * 1024):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise FailedFileUnavailable(f"the failed file is over the {max_bytes}-byte cap")
-                    if time.monotonic() > deadline:
-                        raise FailedFileTemporarilyUnavailable(f"the download took over {timeout_seconds} s")
-                    chunks.append(chunk)
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            result = fetch(url, policy=replace(policy, user_agent=USER_AGENT))
+        except FetchRefused as exc:
+            raise FailedFileUnavailable(f"failed file URL refused: {exc}") from exc
+        except FetchFailed as exc:
             raise FailedFileTemporarilyUnavailable(f"the failed file could not be downloaded: {exc}") from exc
-        except (requests.RequestException, ValueError) as exc:  # ValueError: a URL requests cannot even encode
-            raise FailedFileUnavailable(f"the failed file could not be downloaded: {exc}") from exc
-        return b"".join(chunks)
-
-    def _get_checking_every_hop(self, url: str, allowed_hosts: Iterable[str], seconds: float) -> requests.Response:
-        """GET, following at most FAILED_FILE_REDIRECT_HOPS redirects, each to a URL failed_file_url_problem
-        accepts."""
-        for _ in range(FAILED_FILE_REDIRECT_HOPS + 1):
-            response = self.session.get(
-                url,
-                stream=True,
-                timeout=(min(seconds, 10), seconds),
-                headers={"User-Agent": USER_AGENT},
-                allow_redirects=False,
-            )
-            if not response.is_redirect:
-                return response
-            response.close()
-            url = urljoin(url, response.headers["Location"])
-            problem = failed_file_url_problem(url, allowed_hosts=allowed_hosts)
-            if problem:
-                raise FailedFileUnavailable(f"the failed file redirects to a URL refused: {problem}")
-        raise FailedFileUnavailable(f"the failed file redirects more than {FAILED_FILE_REDIRECT_HOPS} times")
+        if result.status in (408, 425, 429) or result.status >= 500:
+            raise FailedFileTemporarilyUnavailable(f"the failed file server answered HTTP {result.status}")
+        if result.status != 200:
+            raise FailedFileUnavailable(f"the failed file server answered HTTP {result.status} (expired or refused)")
+        return result.body
 
 
 def _flag(value: bool) -> str:
@@ -355,30 +338,7 @@ def _describe_transport_error(err: requests.RequestException) -> str:
     return f"connection lost after the request was sent: {type(err).__name__}: {detail}"
 
 
-def failed_file_url_problem(url: str, *, allowed_hosts: Iterable[str]) -> str:
-    """Why a failedFilePath cannot be fetched ("" when it can): only http(s) URLs to a host, ever, and only to
-    `allowed_hosts` when it names any."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "the URL cannot be parsed"
-    if parts.scheme.lower() not in ("http", "https"):
-        return f"scheme {parts.scheme or '(none)'!r} is not http(s)"
-    if not parts.hostname:
-        return "the URL names no host"
-    allowed = list(allowed_hosts)
-    host = parts.hostname.lower()
-    if allowed and not any(_host_matches(host, name) for name in allowed):
-        return f"host {host!r} is not in CLOUDAGENT_FAILED_FILE_HOSTS"
-    return ""
-
-
-def _host_matches(host: str, allowed: str) -> bool:
-    """A name covers its subdomains; an address only itself (127.0.0.1 is no "subdomain" of 0.0.1)."""
-    if host == allowed:
-        return True
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return host.endswith("." + allowed)
-    return False
+def failed_file_url_problem(url: str, *, policy: FetchPolicy) -> str:
+    """Why a failedFilePath will not be fetched ("" when it may be), judged on the URL alone when the callback
+    arrives; the download checks the addresses too."""
+    return url_refusal(url, policy)

@@ -14,6 +14,7 @@ import python_calamine
 from cloudagent.callbacks import provider_text
 from cloudagent.errors import FailedFileUnavailable
 from cloudagent.rules import PHONE_HEADERS, header_key, header_line_delimiter
+from cloudagent.spreadsheet_guard import OLE_MAGIC, ZIP_MAGIC, SheetLimits, SpreadsheetRefused, spreadsheet_check
 
 REASON_HEADERS = (
     "reason",
@@ -42,10 +43,15 @@ class FailedFileRows:
     rows: list[tuple[str, str]]  # (phone as written in the file, reason or "")
 
 
-def failed_file_read(content: bytes) -> FailedFileRows:
+def failed_file_read(content: bytes, *, limits: SheetLimits | None = None) -> FailedFileRows:
     """Rows of a failed file, CSV or a spreadsheet; raises FailedFileUnavailable when it cannot tell which rows
-    failed."""
-    if content[:4] in (b"PK\x03\x04", b"\xd0\xcf\x11\xe0"):
+    failed. A spreadsheet is measured first (`limits`): its URL comes in a callback, and calamine aborts the
+    process on a sheet too big to allocate."""
+    if content[:4] in (ZIP_MAGIC, OLE_MAGIC):
+        try:
+            spreadsheet_check(content, limits=limits or SheetLimits())
+        except SpreadsheetRefused as exc:
+            raise FailedFileUnavailable(f"the failed file is refused: {exc}") from exc
         try:
             workbook = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(content))
             table = workbook.get_sheet_by_index(0).to_python()

@@ -5,7 +5,6 @@ phone column, and how a delimited file's delimiter is told. See docs/cloudagent-
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +50,9 @@ def header_key(header: object) -> str:
     return _HEADER_NOISE.sub("", str(header)).lower()
 
 
+SNIFF_RECORDS = 50  # records of a sample compared for a consistent delimiter count
+
+
 def header_line_delimiter(line: str) -> str:
     """The delimiter a header line uses most (comma when it has none): Excel in some locales writes ";", and a
     later column full of commas (a reason) must not outvote the header."""
@@ -60,12 +62,36 @@ def header_line_delimiter(line: str) -> str:
 
 
 def sniff_delimiter(sample: str) -> str:
-    """Comma, semicolon, tab or pipe: csv.Sniffer on complete lines, else the one the header line has most of."""
-    sample = sample[: sample.rfind("\n") + 1] or sample
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
-    except csv.Error:
-        return header_line_delimiter(sample.split("\n", 1)[0])
+    """Comma, semicolon, tab or pipe, in time linear in the sample (csv.Sniffer took 45 s on 64 KB of `,"`).
+    Each candidate is counted outside double quotes in the first SNIFF_RECORDS records; the one whose count in
+    the header is non-zero and repeated by most records wins, then the one the header has most of."""
+    records: list[dict[str, int]] = []
+    counts = dict.fromkeys(DELIMITERS, 0)
+    quoted = False
+    for char in sample:
+        if char == '"':
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif char == "\n":
+            records.append(counts)
+            counts = dict.fromkeys(DELIMITERS, 0)
+            if len(records) >= SNIFF_RECORDS:
+                break
+        elif char in counts:
+            counts[char] += 1
+    if not records:
+        records.append(counts)
+    header = records[0]
+    best, best_score = ",", (0.0, 0)
+    for delimiter in DELIMITERS:
+        if not header[delimiter]:
+            continue
+        agreeing = sum(1 for record in records if record[delimiter] == header[delimiter]) / len(records)
+        score = (agreeing, header[delimiter])
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
 
 
 def check_batch(column_map: Sequence[str], rows: Sequence[Sequence]) -> None:

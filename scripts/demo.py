@@ -50,7 +50,12 @@ def stop_on_sigterm(*_) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, stop_on_sigterm)
-    env = {**os.environ, "DJANGO_DEBUG": os.environ.get("DJANGO_DEBUG", "1")}
+    # The emulator serves its failed-rows files on loopback, which production refuses to fetch from.
+    env = {
+        **os.environ,
+        "DJANGO_DEBUG": os.environ.get("DJANGO_DEBUG", "1"),
+        "CLOUDAGENT_FETCH_ALLOW_NETWORKS": os.environ.get("CLOUDAGENT_FETCH_ALLOW_NETWORKS", "127.0.0.1/32"),
+    }
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     env.setdefault("LEADHUB_PUBLIC_URL", f"http://{WEB}")
     processes: list[subprocess.Popen] = []

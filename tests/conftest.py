@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.push",
     "tests.fixtures.dispatch",
     "tests.fixtures.calls",
+    "tests.fixtures.browser",
 ]

@@ -98,7 +98,7 @@ def test_an_unreadable_time_is_left_empty():
         ('{"data": {"transactionId": "12 34", "status": "Success"}}', "not a CloudAgent transactionId"),
         ('{"data": {"transactionId": "' + "1" * 41 + '", "status": "Success"}}', "not a CloudAgent transactionId"),
         ('{"data": {"transactionId": "1", "status": "Pending"}}', "neither"),
-        ('{"data": ' + "[" * 100_000, "not valid JSON"),
+        ('{"data": ' + "[" * 100_000, "nests deeper than 32 levels"),
         ("[1, 2]", 'no "data"'),
     ],
 )

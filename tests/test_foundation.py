@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
+from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
@@ -318,6 +319,7 @@ def test_production_settings_pass_the_deployment_checklist(tmp_path):
         "PATH": os.environ["PATH"],
         "DJANGO_SETTINGS_MODULE": "leadhub.settings",
         "SECRET_KEY": secrets.token_urlsafe(50),
+        "LEADHUB_FIELD_ENCRYPTION_KEYS": "dGVzdC1vbmx5LWZpZWxkLWVuY3J5cHRpb24ta2V5LTA=",
         "ALLOWED_HOSTS": "leadhub.example.com",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'deploy.sqlite3'}",
         "SECURE_SSL_REDIRECT": "1",
@@ -381,7 +383,7 @@ def test_seed_demo_is_idempotent_and_leaves_a_login_leads_and_sample_files(clien
     seeded = json.loads(out.getvalue())
 
     assert Lead.objects.count() == 50 and Campaign.objects.count() == 2
-    assert client.login(username="admin", password="leadhub-demo")
+    assert client.login(request=RequestFactory().post("/admin/login/"), username="admin", password="leadhub-demo")
     sample = Path(seeded["sample_file"]).read_text()
     assert sample.splitlines()[0] == "Mobile No,Customer Name,priority,Expiry,City"
     dnd = Path(seeded["dnd_file"]).read_text().split()

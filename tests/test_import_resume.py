@@ -94,3 +94,23 @@ def test_the_recovery_sweep_restarts_a_background_import_whose_job_is_gone(
     django_rq.get_worker("imports", worker_class=SimpleWorker).work(burst=True)  # in this test's transaction
     stopped_import.refresh_from_db()
     assert stopped_import.state == LeadImport.State.COMPLETED and stopped_import.imported == 35
+
+
+def test_the_recovery_sweep_runs_again_a_preview_whose_job_is_gone(
+    campaign, lead_file, import_media, settings, redis_conn, django_capture_on_commit_callbacks
+):
+    settings.LEADHUB_IMPORT_BACKGROUND_ROWS = 5
+    rows = [[f"98765{n:05d}", f"Lead {n}", "", ""] for n in range(20)]
+    lead_import = lead_import_create(campaign=campaign, path=str(lead_file(rows)), file_name="leads.csv", preview=True)
+    # Its job started, then died with its worker (or Redis): the record says previewing, no job does.
+    LeadImport.objects.filter(pk=lead_import.pk).update(
+        started_at=timezone.now(), created_at=timezone.now() - timedelta(minutes=5)
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):  # django_rq enqueues once the transaction commits
+        assert unfinished_work_resume()["imports_resumed"] == 1
+
+    django_rq.get_worker("imports", worker_class=SimpleWorker).work(burst=True)
+    lead_import.refresh_from_db()
+    assert lead_import.state == LeadImport.State.PREVIEWED and lead_import.rows == 20
+    assert not Lead.objects.exists(), "a preview writes nothing"

@@ -18,18 +18,21 @@ from campaigns.admin import report_push
 from campaigns.models import Lead
 from cloudagent.callbacks import callback_body_parse
 from cloudagent.errors import CallbackInvalid
+from leadhub.logfilters import redact_secret_paths
 from uploads.models import CallbackEvent, UploadTransaction
 from uploads.selectors import callback_overdue_cutoff, upload_transaction_is_overdue, upload_transactions_overdue
 from uploads.services import callback_event_apply, upload_transactions_repush
 
 
 def _pretty_json(value, *, hide: str = "") -> str:
-    """JSON as an escaped <pre> block; `hide` (the account's callback secret) never reaches the page."""
+    """JSON as an escaped <pre> block; `hide` (the account's callback secret) never reaches the page, nor does a
+    callback URL's secret (a rotated one stays valid for a while)."""
     if value in (None, "", {}, []):
         return "—"
     text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
     if hide:
         text = text.replace(hide, "[secret]")
+    text = redact_secret_paths(text, "[secret]")
     return format_html("<pre style='white-space: pre-wrap; margin: 0'>{}</pre>", text)
 
 
@@ -86,7 +89,7 @@ class CallbackEventInline(admin.TabularInline):
 
 
 @admin.action(
-    description="Push the leads of these transactions again (failed, unconfirmed, overdue)", permissions=["change"]
+    description="Push the leads of these transactions again (failed, unconfirmed, overdue)", permissions=["repush"]
 )
 def repush_transactions(modeladmin, request, queryset):
     report_push(modeladmin, request, upload_transactions_repush(batches=queryset, user=request.user))
@@ -163,6 +166,15 @@ class UploadTransactionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # only the push creates transactions
 
+    def has_change_permission(self, request, obj=None):
+        return False  # a record of what was sent and answered: never edited
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_repush_permission(self, request):
+        return request.user.has_perms(["uploads.repush_uploadtransaction", "campaigns.push_lead"])
+
     def get_urls(self):
         view = self.admin_site.admin_view(self.failed_file_view)
         return [
@@ -223,7 +235,7 @@ class UploadTransactionAdmin(admin.ModelAdmin):
         return format_html("<a href='{}'>{}</a>", url, PurePosixPath(obj.failed_file.name).name)
 
 
-@admin.action(description="Apply the selected callbacks again (waiting or received ones)", permissions=["change"])
+@admin.action(description="Apply the selected callbacks again (waiting or received ones)", permissions=["apply"])
 def apply_callbacks(modeladmin, request, queryset):
     pending = queryset.filter(state__in=[CallbackEvent.State.RECEIVED, CallbackEvent.State.WAITING])
     states: dict[str, int] = {}
@@ -269,6 +281,15 @@ class CallbackEventAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # only CloudAgent creates callbacks
+
+    def has_change_permission(self, request, obj=None):
+        return False  # the provider's answer as it came: never edited
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_apply_permission(self, request):
+        return request.user.has_perm("uploads.apply_callbackevent")
 
     @admin.display(description="body, as received")
     def body_as_received(self, obj):

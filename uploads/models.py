@@ -63,6 +63,10 @@ class UploadTransaction(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [
+            ("repush_uploadtransaction", "Can push a transaction's leads again"),
+            ("manage_queues", "Can see and change the RQ job queues"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(state__in=TransactionState.values), name="upload_transaction_state_known"
@@ -109,6 +113,7 @@ class CallbackEvent(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [("apply_callbackevent", "Can apply stored callbacks again")]
         indexes = [models.Index(fields=["state", "transaction_id"], name="callback_state_tx")]
 
     def __str__(self) -> str:

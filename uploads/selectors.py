@@ -91,13 +91,21 @@ def push_eta_seconds(*, account_id: int, more_batches: int = 0) -> float:
 
 
 def account_for_callback_secret(secret: str) -> CloudAgentAccount | None:
-    """The account whose callback URL this is. Every secret is compared in constant time, none skipped, so the
-    response time says nothing about how close a guess came (the URL is the only credential)."""
+    """The account whose callback URL this is, or was until a rotation less than the grace period ago. Every
+    secret is compared in constant time, none skipped, so the response time says nothing about how close a
+    guess came (the URL is the only credential)."""
     match = None
-    for account in CloudAgentAccount.objects.only("pk", "callback_secret"):
+    now = timezone.now()
+    accounts = CloudAgentAccount.objects.only(
+        "pk", "callback_secret", "previous_callback_secret", "previous_callback_secret_until"
+    )
+    for account in accounts:
         if constant_time_compare(account.callback_secret, secret):
             match = account
-    return match
+        until = account.previous_callback_secret_until
+        if constant_time_compare(account.previous_callback_secret, secret) and until is not None and until > now:
+            match = account
+    return match if secret else None
 
 
 def upload_transactions_failed_file_pending(*, older_than: timedelta = timedelta(minutes=5)):

@@ -55,6 +55,8 @@ from cloudagent.errors import (
 )
 from cloudagent.failed_files import FailedFileRows, failed_file_read
 from cloudagent.rules import build_rows
+from cloudagent.safe_http import FetchPolicy, parse_networks
+from cloudagent.spreadsheet_guard import SheetLimits
 from uploads import queues, selectors
 from uploads.models import (
     CallbackEvent,
@@ -85,6 +87,7 @@ ALREADY_HELD = re.compile(r"duplicate|already\s*(?:exist|present|there|uploaded|
 ALREADY_HELD_REASON = "CloudAgent already held it: an earlier attempt of this batch got through"
 GENERIC_FAILED_REASON = "CloudAgent did not add this number (its failed file gives no reason)"
 UNCONFIRMED_REASON = "CloudAgent did not process every row of this batch and did not say which"
+UNMATCHED_ROWS_REASON = "CloudAgent's failed file names rows we cannot match to this batch's leads"
 
 # Leads an operator may push: new ones, and ones CloudAgent or our checks refused, once fixed.
 PUSHABLE_STATUSES = (Lead.Status.NEW, Lead.Status.FAILED, Lead.Status.INVALID, Lead.Status.UNCONFIRMED)
@@ -707,7 +710,20 @@ def failed_file_url_check(url: str) -> str:
     address inside our network."""
     if len(url) > UploadTransaction._meta.get_field("failed_file_url").max_length:
         return "the URL is too long"
-    return failed_file_url_problem(url, allowed_hosts=settings.CLOUDAGENT_FAILED_FILE_HOSTS)
+    return failed_file_url_problem(url, policy=failed_file_fetch_policy())
+
+
+def failed_file_fetch_policy() -> FetchPolicy:
+    """The rules of a failed-file download, from the settings: https only outside development, the named hosts,
+    the private networks let through (tests, the demo), the size cap and the time limit."""
+    return FetchPolicy(
+        max_bytes=settings.CLOUDAGENT_FAILED_FILE_MAX_BYTES,
+        timeout=settings.CLOUDAGENT_FAILED_FILE_TIMEOUT,
+        allow_http=settings.LEADHUB_ALLOW_PLAIN_HTTP,
+        allowed_hosts=tuple(settings.CLOUDAGENT_FAILED_FILE_HOSTS),
+        allow_networks=parse_networks(settings.CLOUDAGENT_FETCH_ALLOW_NETWORKS),
+        allowed_hosts_name="CLOUDAGENT_FAILED_FILE_HOSTS",
+    )
 
 
 def callback_event_apply(*, event: CallbackEvent) -> CallbackEvent:
@@ -757,12 +773,12 @@ def _event_apply_once(event_pk: int) -> CallbackEvent:
         )
         if upload_transaction is None:
             return _event_settle(event, CallbackEvent.State.WAITING, transaction_id=data.transaction_id)
-        if event.account_id is not None and upload_transaction.campaign.account_id != event.account_id:
+        if event.account_id is None or upload_transaction.campaign.account_id != event.account_id:
             return _event_settle(
                 event,
                 CallbackEvent.State.IGNORED,
                 transaction_id=data.transaction_id,
-                error="the transaction belongs to another account's campaign",
+                error="the transaction belongs to another account's campaign, or the event to no account",
             )
         if upload_transaction.state not in OPEN_TRANSACTION_STATES:
             return _event_settle(
@@ -896,13 +912,10 @@ def failed_file_fetch(*, upload_transaction: UploadTransaction) -> str:
         else:
             with CloudAgentClient.for_account(upload_transaction.campaign.account) as client:
                 content = client.failed_file_download(
-                    upload_transaction.failed_file_url,
-                    allowed_hosts=settings.CLOUDAGENT_FAILED_FILE_HOSTS,
-                    max_bytes=settings.CLOUDAGENT_FAILED_FILE_MAX_BYTES,
-                    timeout_seconds=settings.CLOUDAGENT_FAILED_FILE_TIMEOUT,
+                    upload_transaction.failed_file_url, policy=failed_file_fetch_policy()
                 )
             _failed_file_store(upload_transaction, content)
-        rows = failed_file_read(content)
+        rows = failed_file_read(content, limits=SheetLimits.from_settings(settings))
     except FailedFileTemporarilyUnavailable as exc:
         # The earlier of CloudAgent's end time and our receipt: a provider clock or zone gone wrong must not
         # stretch the retries past the URL's life.
@@ -956,6 +969,10 @@ def _failed_file_apply(upload_transaction: UploadTransaction, found: FailedFileR
         )
         outcomes: dict[tuple[str, str], list[int]] = defaultdict(list)
         resent = _resent_because_unsure(upload_transaction)
+        # A row naming no open lead may be one of them written another way: the unnamed leads are then not
+        # proven uploaded.
+        unmatched = unreadable + sum(1 for phone in reasons if phone not in leads)
+        unnamed = (Lead.Status.UNCONFIRMED, UNMATCHED_ROWS_REASON) if unmatched else (Lead.Status.UPLOADED, "")
         for phone, lead_id in leads.items():
             if phone in reasons and resent and ALREADY_HELD.search(reasons[phone]):
                 held_reason = f"{ALREADY_HELD_REASON} (its failed file said: {reasons[phone]})"
@@ -963,7 +980,7 @@ def _failed_file_apply(upload_transaction: UploadTransaction, found: FailedFileR
             elif phone in reasons:
                 outcomes[(Lead.Status.FAILED, reasons[phone])].append(lead_id)
             else:
-                outcomes[(Lead.Status.UPLOADED, "")].append(lead_id)
+                outcomes[unnamed].append(lead_id)
         _leads_settle(upload_transaction.pk, outcomes)
         failed = sum(len(ids) for (status, _), ids in outcomes.items() if status == Lead.Status.FAILED)
         held = sum(
@@ -983,7 +1000,8 @@ def _failed_file_apply(upload_transaction: UploadTransaction, found: FailedFileR
                 attention="; ".join(notes)[:500], updated_at=timezone.now()
             )
     return (
-        f"{failed} leads failed, {len(leads) - failed} uploaded ({len(found.rows)} rows in the failed file, "
+        f"{failed} leads failed, {len(leads) - failed} {'unconfirmed' if unmatched else 'uploaded'} "
+        f"({len(found.rows)} rows in the failed file, "
         f"phone column {found.phone_header!r}, reason column {found.reason_header or '(none)'!r})"
     )
 

@@ -48,7 +48,9 @@ class ColumnProposal:
     samples: list[str]
     field: str  # a campaign map column, EXTRA or IGNORE
     reason: str
-    phone_share: float | None  # None when the column had no value in the sample
+    # The share of its sampled values that are phone numbers; None when the phone column was decided otherwise
+    # (content is then not read) or the column had no value in the sample.
+    phone_share: float | None
 
     @property
     def is_phone_candidate(self) -> bool:
@@ -148,10 +150,11 @@ def propose_mapping(
         profile_never = {header_key(h) for h in profile.never}
 
     columns = []
+    sampled: dict[int, list[str]] = {}
     for position, name in enumerate(header):
         values = [text for row in sample_rows if position < len(row) if (text := str(cell_text(row[position])).strip())]
-        share = _phone_share(values, region) if header_key(name) not in profile_never else None
-        columns.append(ColumnProposal(position, name, values[:SAMPLE_VALUES], IGNORE, "", share))
+        sampled[position] = values
+        columns.append(ColumnProposal(position, name, values[:SAMPLE_VALUES], IGNORE, "", None))
 
     taken: dict[str, ColumnProposal] = {}
 
@@ -194,6 +197,11 @@ def propose_mapping(
             if target is not None:
                 assign(column, target, reason)
     if "PhoneNumber" not in taken:
+        # Only now is content read: checking every sampled value of every column as a phone number costs more than
+        # the rest of the proposal, and a named phone column makes it moot.
+        for column in columns:
+            if header_key(column.header) not in profile_never:
+                column.phone_share = _phone_share(sampled[column.position], region)
         operators = ("your choice", REMEMBERED)
         free = [c for c in columns if c.is_phone_candidate and c.field in (EXTRA, IGNORE) and c.reason not in operators]
         if len(free) == 1:

@@ -1,5 +1,5 @@
 """Checking rows in a second process while this one writes: on two cores the file's parsing and the row policy
-(Python) overlap with the database's work on the previous chunk (docs/performance.md, Import).
+(Python) overlap with the database's work on the previous chunk (docs/performance.md, Import after issue 12).
 
 The child is forked, so it inherits the open file and the policy as they are: it reads the rows itself and only
 results cross the pipe. The pipe holds little, so the child is never more than a chunk or two ahead and memory

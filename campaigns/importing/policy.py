@@ -12,6 +12,7 @@ from functools import lru_cache
 
 from django.utils import timezone
 
+from campaigns.importing.guard import ImportLimits, row_problem
 from campaigns.importing.phones import phone_normalizer
 from campaigns.importing.readers import cell_text
 from campaigns.models import Campaign
@@ -164,9 +165,19 @@ class RowPolicy:
     `check` turns a row's cells into a Row, raises Rejected, or returns None for a blank row. Repeats of an earlier
     line are the writers' to find (in the database, so memory stays flat)."""
 
-    def __init__(self, *, campaign: Campaign, index: dict[str, int], kept: list[tuple[str, int]], width: int):
+    def __init__(
+        self,
+        *,
+        campaign: Campaign,
+        index: dict[str, int],
+        kept: list[tuple[str, int]],
+        width: int,
+        header: list[str] | None = None,
+    ):
         self.columns = list(campaign.column_map)
         self.width = width
+        self.header = header or []  # names the column of a refused cell
+        self.limits = ImportLimits.from_settings()
         self.index = index
         self.region = campaign.phone_region
         self.normalize_phone = phone_normalizer(self.region).normalize
@@ -189,7 +200,13 @@ class RowPolicy:
         for line, cells in batch:
             if len(cells) < self.width:
                 cells = cells + [""] * (self.width - len(cells))
+            # The same cells and verdict in the preview and the import: a NUL byte once passed the dry run and
+            # failed the real import on PostgreSQL.
+            cells, problem = row_problem(cells, self.header, self.limits)
             try:
+                if problem:
+                    report.rows += 1
+                    raise Rejected(problem)
                 row = self.check(line, cells)
             except Rejected as exc:
                 rejected.append((line, cells, str(exc)))

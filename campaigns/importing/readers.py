@@ -14,7 +14,9 @@ from pathlib import Path
 from python_calamine import CalamineError, CalamineWorkbook
 
 from campaigns.importing.encodings import FileEncodingError, detect_encoding
+from campaigns.importing.guard import ImportLimits, header_problem, json_depth_problem, rows_problem, sheet_limits
 from cloudagent.rules import sniff_delimiter
+from cloudagent.spreadsheet_guard import SpreadsheetRefused, spreadsheet_check
 
 SNIFF_CHARS = 64 * 1024
 
@@ -133,7 +135,12 @@ def _csv_sheet(path: Path, delimiter: str | None = None) -> Iterator[Sheet]:
 @contextmanager
 def _workbook_sheet(path: Path) -> Iterator[Sheet]:
     """The first sheet of an XLSX, XLS or ODS workbook, through python-calamine (~15x faster than openpyxl).
-    calamine holds the sheet's cells in memory (about 0.3 KB a row; a sheet has at most 1,048,576 rows)."""
+    calamine holds the sheet's cells in memory (about 0.3 KB a row; a sheet has at most 1,048,576 rows), and
+    aborts the process when a sheet's bounding box cannot be allocated: the guard measures it first."""
+    try:
+        spreadsheet_check(path, limits=sheet_limits())
+    except SpreadsheetRefused as exc:
+        raise ImportFileError(str(exc)) from exc
     try:
         workbook = CalamineWorkbook.from_path(str(path))
         sheet = workbook.get_sheet_by_index(0)
@@ -153,9 +160,15 @@ def _json_sheet(path: Path) -> Iterator[Sheet]:
     header is every key, in the order keys first appear."""
     try:
         with path.open(encoding="utf-8-sig") as f:
-            items = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            text = f.read()
+    except UnicodeDecodeError as exc:
         raise ImportFileError(f"the file cannot be read as JSON: {exc}") from exc
+    if problem := json_depth_problem(text, ImportLimits.from_settings()):
+        raise ImportFileError(problem)
+    try:
+        items = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ImportFileError(f"the file cannot be read as JSON: {str(exc)[:200]}") from None
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise ImportFileError("a JSON file must hold a list of objects, one per lead")
     if not items:
@@ -179,4 +192,7 @@ def open_sheet(path: str | Path, file_format: str) -> Iterator[Sheet]:
     else:
         opened = _workbook_sheet(path)
     with opened as sheet:
+        limits = ImportLimits.from_settings()
+        if problem := header_problem(sheet.header, limits) or rows_problem(sheet.rows_estimate, limits):
+            raise ImportFileError(problem)
         yield sheet
