@@ -20,13 +20,18 @@ HOURS_SHOWN = 24
 
 
 def account_for_secret(secret: str) -> CloudAgentAccount | None:
-    """The account whose webhook URL this is, with its API key (the post's redaction needs it) in the same query.
-    Every secret is compared in constant time, none skipped, so the response time tells a guess nothing."""
+    """The account whose webhook URL this is. Every secret is compared in constant time, none skipped, so the
+    response time tells a guess nothing. The API keys stay encrypted: none is decrypted to find the account."""
     match = None
-    for account in CloudAgentAccount.objects.only("pk", "call_summary_secret", "api_key").order_by():
+    for account in CloudAgentAccount.objects.only("pk", "call_summary_secret").order_by():
         if constant_time_compare(account.call_summary_secret, secret):
             match = account
     return match
+
+
+def account_api_key(*, account_id: int) -> str:
+    """The account's API key in plain text; raises SecretDecryptionError when the key ring cannot read it."""
+    return CloudAgentAccount.objects.values_list("api_key", flat=True).get(pk=account_id)
 
 
 def call_summary_url_for(account: CloudAgentAccount) -> str:
