@@ -4,8 +4,8 @@ figure comes from aggregate queries (the calls table and the leads' indexed colu
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Max, Q
-from django.db.models.functions import TruncHour
+from django.db.models import Count, Max, Q, TextField
+from django.db.models.functions import Cast, TruncHour
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -21,17 +21,16 @@ HOURS_SHOWN = 24
 
 def account_for_secret(secret: str) -> CloudAgentAccount | None:
     """The account whose webhook URL this is. Every secret is compared in constant time, none skipped, so the
-    response time tells a guess nothing. The API keys stay encrypted: none is decrypted to find the account."""
+    response time tells a guess nothing. Its API key comes along in the same query still encrypted
+    (`api_key_token`): none is decrypted to find the account, and only the service that needs it decrypts it."""
     match = None
-    for account in CloudAgentAccount.objects.only("pk", "call_summary_secret").order_by():
+    accounts = CloudAgentAccount.objects.only("pk", "call_summary_secret").annotate(
+        api_key_token=Cast("api_key", TextField())
+    )
+    for account in accounts.order_by():
         if constant_time_compare(account.call_summary_secret, secret):
             match = account
     return match
-
-
-def account_api_key(*, account_id: int) -> str:
-    """The account's API key in plain text; raises SecretDecryptionError when the key ring cannot read it."""
-    return CloudAgentAccount.objects.values_list("api_key", flat=True).get(pk=account_id)
 
 
 def call_summary_url_for(account: CloudAgentAccount) -> str:
