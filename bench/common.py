@@ -7,6 +7,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("LEADHUB_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+# One key for the bench process (DEBUG on) and its gunicorn (DEBUG off): what one encrypts the other must read.
+FIELD_ENCRYPTION_KEY = "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleTA="
 
 
 def use_database(name: str, *, redis_db: int = 14, redis_url: str | None = None) -> str:
@@ -21,6 +23,7 @@ def use_database(name: str, *, redis_db: int = 14, redis_url: str | None = None)
     url = f"{PG_ADMIN_URL}/{name}"
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("SECRET_KEY", "bench-only")
+    os.environ["LEADHUB_FIELD_ENCRYPTION_KEYS"] = FIELD_ENCRYPTION_KEY
     os.environ.setdefault("CLOUDAGENT_FETCH_ALLOW_NETWORKS", "127.0.0.1/32")  # the emulator's failed files
     os.environ["DJANGO_DEBUG"] = "1"
     os.environ["REDIS_URL"] = redis_url or f"redis://127.0.0.1:6379/{redis_db}"
@@ -80,7 +83,7 @@ def start_gunicorn(port: int, database_url: str, *, workers: int = 2) -> subproc
         "DATABASE_URL": database_url,
         "DJANGO_DEBUG": "0",
         "SECRET_KEY": "bench-only-secret-key",
-        "LEADHUB_FIELD_ENCRYPTION_KEYS": "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleTA=",
+        "LEADHUB_FIELD_ENCRYPTION_KEYS": FIELD_ENCRYPTION_KEY,
         # The benches serve failed-rows files over plain http on loopback.
         "LEADHUB_ALLOW_PLAIN_HTTP": "1",
         "CLOUDAGENT_FETCH_ALLOW_NETWORKS": "127.0.0.1/32",

@@ -4,8 +4,8 @@ figure comes from aggregate queries (the calls table and the leads' indexed colu
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Max, Q
-from django.db.models.functions import TruncHour
+from django.db.models import Count, Max, Q, TextField
+from django.db.models.functions import Cast, TruncHour
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -20,10 +20,14 @@ HOURS_SHOWN = 24
 
 
 def account_for_secret(secret: str) -> CloudAgentAccount | None:
-    """The account whose webhook URL this is, with its API key (the post's redaction needs it) in the same query.
-    Every secret is compared in constant time, none skipped, so the response time tells a guess nothing."""
+    """The account whose webhook URL this is. Every secret is compared in constant time, none skipped, so the
+    response time tells a guess nothing. Its API key comes along in the same query still encrypted
+    (`api_key_token`): none is decrypted to find the account, and only the service that needs it decrypts it."""
     match = None
-    for account in CloudAgentAccount.objects.only("pk", "call_summary_secret", "api_key").order_by():
+    accounts = CloudAgentAccount.objects.only("pk", "call_summary_secret").annotate(
+        api_key_token=Cast("api_key", TextField())
+    )
+    for account in accounts.order_by():
         if constant_time_compare(account.call_summary_secret, secret):
             match = account
     return match

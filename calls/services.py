@@ -30,6 +30,7 @@ from cloudagent.call_summary import (
     call_summary_body_redact,
     call_summary_parse,
 )
+from leadhub.fields import SecretDecryptionError, secret_decrypt
 from uploads.services import PushSummary, leads_push_redial
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def call_summary_post_receive(
     wherever the body's shape puts it (docs/cloudagent-call-summary.md, The API key in every post), then the
     account's own key wherever it still appears. NUL bytes, which no text column holds, are escaped; the parser
     drops them anyway."""
-    text = _without_account_key(call_summary_body_redact(body, content_type).decode("utf-8"), account.api_key)
+    text = _without_account_key(call_summary_body_redact(body, content_type).decode("utf-8"), account=account)
     return CallSummaryPost.objects.create(
         account=account,
         body=text.replace("\x00", "\\x00"),
@@ -95,7 +96,21 @@ def call_summary_post_receive(
     )
 
 
-def _without_account_key(text: str, api_key: str) -> str:
+def _without_account_key(text: str, *, account: CloudAgentAccount) -> str:
+    """Behind the redaction by shape, the account's own key wherever it still appears: decrypted from the token the
+    webhook read with the account (account_for_secret), else the loaded account's. A key the key ring cannot
+    decrypt must not cost the call (nor answer a 500): the redaction has removed the Apikey field already."""
+    token = getattr(account, "api_key_token", None)
+    try:
+        if token is None:  # an account loaded whole: its key was decrypted with it
+            api_key = account.api_key
+        else:
+            api_key = secret_decrypt(token) if token else ""
+    except SecretDecryptionError:
+        logger.warning(
+            "account %s: its API key cannot be decrypted; the post is stored redacted by shape only", account.pk
+        )
+        return text
     if len(api_key) < 6:  # too short to tell from other text; the structural redaction has removed it anyway
         return text
     for form in {api_key, api_key.replace(" ", "+")}:

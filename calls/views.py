@@ -2,8 +2,7 @@
 
 CloudAgent signs nothing, so the URL's per-account secret is the credential, as for the upload callback. The body
 is stored first with its Apikey removed, then applied in the same request: a few indexed queries, whatever the
-number of leads. Our answers to bad requests are not logged by Django, since its log line would carry the URL's
-secret."""
+number of leads. Django logs our 4xx answers with the URL's secret replaced (leadhub/logfilters.py)."""
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -23,19 +22,19 @@ def cloudagent_call_summary(request, secret: str):
     side (kept as `received` for the sweep), 404 for an unknown secret, 413 over the size cap; never a 500."""
     account = account_for_secret(secret)
     if account is None:
-        return _answer({"error": "unknown call summary URL"}, 404)
+        return JsonResponse({"error": "unknown call summary URL"}, status=404)
     limit = settings.CLOUDAGENT_CALL_SUMMARY_MAX_BYTES
     declared = request.META.get("CONTENT_LENGTH") or "0"
     if declared.isdigit() and int(declared) > limit:
-        return _answer({"error": f"the body is over {limit} bytes"}, 413)
+        return JsonResponse({"error": f"the body is over {limit} bytes"}, status=413)
     try:
         body = request.body
     except RequestDataTooBig:
-        return _answer({"error": f"the body is over {limit} bytes"}, 413)
+        return JsonResponse({"error": f"the body is over {limit} bytes"}, status=413)
     except UnreadablePostError:
-        return _answer({"error": "the request body could not be read"}, 400)
+        return JsonResponse({"error": "the request body could not be read"}, status=400)
     if len(body) > limit:
-        return _answer({"error": f"the body is over {limit} bytes"}, 413)
+        return JsonResponse({"error": f"the body is over {limit} bytes"}, status=413)
     post = call_summary_post_take(
         account=account,
         body=body,
@@ -43,13 +42,7 @@ def cloudagent_call_summary(request, secret: str):
         remote_addr=request.META.get("REMOTE_ADDR"),
     )
     if post.state == CallSummaryPost.State.RECEIVED:
-        return _answer({"status": post.state, "post": post.pk}, 202)
+        return JsonResponse({"status": post.state, "post": post.pk}, status=202)
     if post.state == CallSummaryPost.State.INVALID:
-        return _answer({"error": post.error, "post": post.pk}, 400)
-    return _answer({"status": post.state, "post": post.pk, "call": post.call_id})
-
-
-def _answer(payload: dict, status: int = 200) -> JsonResponse:
-    response = JsonResponse(payload, status=status)
-    response._has_been_logged = True  # django.request would log the path, and the path holds the secret
-    return response
+        return JsonResponse({"error": post.error, "post": post.pk}, status=400)
+    return JsonResponse({"status": post.state, "post": post.pk, "call": post.call_id})

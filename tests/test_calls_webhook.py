@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -219,3 +220,16 @@ def test_the_dispatchers_recovery_sweep_applies_a_post_left_received(
 
     assert unfinished_work_resume()["call_summaries_applied"] == 1
     assert Call.objects.get().lead_id == lead.pk
+
+
+def test_an_api_key_the_key_ring_cannot_read_costs_no_call(account, campaign, make_leads, post_call_summary):
+    """A key ring changed without re-encrypting: the post is still taken, its Apikey removed by shape."""
+    make_leads(2)
+    with connection.cursor() as cursor:  # the ORM would encrypt it: write a token no configured key made
+        cursor.execute(
+            "UPDATE campaigns_cloudagentaccount SET api_key = %s WHERE id = %s",
+            [Fernet(Fernet.generate_key()).encrypt(b"another-key").decode(), account.pk],
+        )
+    response = post_call_summary(call_summary())
+    assert response.status_code == 200 and response.json()["status"] == Post.APPLIED
+    assert API_KEY not in CallSummaryPost.objects.get().body

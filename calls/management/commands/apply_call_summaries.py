@@ -1,5 +1,5 @@
 """Apply call summaries a request stored but could not apply (it broke on our side or died midway). Safe to run
-any time (cron); the push watchdog runs the same sweep."""
+any time (cron); every dispatch process runs the same sweep (uploads/dispatcher.py, unfinished_work_resume)."""
 
 from django.core.management.base import BaseCommand
 
