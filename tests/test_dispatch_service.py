@@ -135,23 +135,29 @@ def test_run_workers_starts_again_a_child_that_died_and_stops_them_all_on_sigter
             supervisor.kill()
 
 
-def test_healthz_says_why_pushing_is_stalled(client, account, campaign, make_leads, push_settings):
+def test_healthz_says_why_pushing_is_stalled(client, admin_client, account, campaign, make_leads, push_settings):
     make_leads(3)
     leads_push(leads=Lead.objects.filter(campaign=campaign))
 
-    nobody = json.loads(client.get("/healthz").content)
+    nobody = json.loads(admin_client.get("/healthz").content)
     assert nobody["dispatch"] == "stalled"
     assert "no dispatcher is running" in " ".join(nobody["dispatch_detail"]["stalled"])
 
     services.dispatch_node_heartbeat(name="host:1:abc", accounts=0, problem="Redis unreachable: ConnectionError")
     CloudAgentAccount.objects.filter(pk=account.pk).update(is_active=False)
     Campaign.objects.filter(pk=campaign.pk).update(problem="")
-    reasons = " ".join(json.loads(client.get("/healthz").content)["dispatch_detail"]["stalled"])
+    reasons = " ".join(json.loads(admin_client.get("/healthz").content)["dispatch_detail"]["stalled"])
     assert "Redis unreachable" in reasons and f"account {account.name}" in reasons and "inactive" in reasons
+
+    # Without a login the page says that, and how many reasons, but names no account, host or message.
+    anonymous = client.get("/healthz")
+    assert json.loads(anonymous.content)["dispatch"] == "stalled"
+    assert json.loads(anonymous.content)["dispatch_detail"]["stalled"] == 2
+    assert account.name not in anonymous.content.decode() and "host:1:abc" not in anonymous.content.decode()
 
     DispatchNode.objects.update(problem="")
     CloudAgentAccount.objects.filter(pk=account.pk).update(is_active=True)
-    healthy = json.loads(client.get("/healthz").content)
+    healthy = json.loads(admin_client.get("/healthz").content)
     assert healthy["dispatch"] == "ok" and healthy["dispatch_detail"]["batches_waiting"] == 1
 
 
