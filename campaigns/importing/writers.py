@@ -122,10 +122,10 @@ class _LeadFileImport:
             leads = self._leads()
             try:
                 leads.start()
+                leads.relax_commit(session=True)  # this connection is the writer's alone, closed below
                 while (item := handed.get()) is not None:
                     checked, lines_read, repeats = item
                     with transaction.atomic():
-                        leads.relax_commit()
                         self._write(checked, lines_read, repeats, leads)
                 leads.finish()
             except BaseException as exc:  # noqa: B036 -- re-raised in the caller's thread
@@ -257,7 +257,7 @@ class _SqlLeads:
     def start(self) -> None:
         self.seen = {}
 
-    def relax_commit(self) -> None:
+    def relax_commit(self, *, session: bool = False) -> None:
         """Nothing to relax on SQLite."""
 
     def finish(self) -> None:
@@ -347,12 +347,13 @@ class _PostgresLeads(_SqlLeads):
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.STAGE}, {self.SEEN}")
 
-    def relax_commit(self) -> None:
+    def relax_commit(self, *, session: bool = False) -> None:
         """A chunk's commit need not wait for its WAL to reach the disk (PostgreSQL's asynchronous commit): a
         crash can lose at most the last few chunks, never consistency, and a resumed import writes them again
-        (rows carry their import). It saves a disk flush per chunk."""
+        (rows carry their import). It saves a disk flush per chunk. For the transaction, or with `session` for
+        every later one on this connection (a round trip less per chunk)."""
         with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit = off")
+            cursor.execute(f"SET {'' if session else 'LOCAL '}synchronous_commit = off")
 
     def repeats(self, chunk: list[Row], *, staged: bool = True) -> dict[int, int]:
         """The chunk goes into the stage table (only its numbers and lines unless `staged`), and each number not
