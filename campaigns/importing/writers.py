@@ -13,6 +13,7 @@ import json
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,12 @@ PARALLEL_ROWS = 20_000
 # From this many lines on (PostgreSQL, a real run outside a caller's transaction), chunks are written by a thread with
 # a database connection of its own while this thread finds the next chunk's repeats on its connection.
 WRITE_BEHIND_ROWS = 20_000
+WRITERS = 2
 TEMP_BUFFERS = "160MB"
+
+
+class ChunkWriteAbandoned(RuntimeError):
+    """A writer gave its chunk up because another chunk of the import failed (that failure is the one raised)."""
 
 
 class _LeadFileImport:
@@ -111,12 +117,22 @@ class _LeadFileImport:
 
     def _write_behind(self, batches: Iterator[Checked]) -> None:
         """This thread finds each chunk's repeats of earlier lines (the seen table is on its connection) and hands
-        the chunk to a writer thread, whose connection (Django's are per thread) inserts and commits it meanwhile:
-        the database works on two chunks at once, on two cores (docs/performance.md, Import after issue 12). One
-        writer, chunks in file order: a chunk and its progress commit together, after every chunk before it.
-        The writer alone touches the report until it is done."""
+        the chunk on to WRITERS threads, each with a connection of its own (Django's are per thread): the database
+        inserts two chunks at once while this thread reads the next, on both cores (docs/performance.md, Import
+        after issue 12). The inserts overlap; the rest of a chunk waits for its turn, so chunks are accounted for
+        and commit with their progress in file order: a chunk is recorded as written only once it and every chunk
+        before it are committed. No two chunks hold the same number (repeats stay out), so they never conflict."""
         handed: queue.Queue = queue.Queue(maxsize=1)
         failed: list[BaseException] = []
+        turn = threading.Condition()
+        committed = [0]  # chunks committed, in file order
+
+        def wait_turn(index: int) -> None:
+            with turn:
+                while committed[0] < index and not failed:
+                    turn.wait(0.5)
+            if failed:
+                raise ChunkWriteAbandoned("another chunk of this import failed")
 
         def write() -> None:
             leads = self._leads()
@@ -124,41 +140,64 @@ class _LeadFileImport:
                 leads.start()
                 leads.relax_commit(session=True)  # this connection is the writer's alone, closed below
                 while (item := handed.get()) is not None:
-                    checked, lines_read, repeats = item
+                    index, checked, lines_read, repeats = item
                     with transaction.atomic():
-                        self._write(checked, lines_read, repeats, leads)
+                        leads.check_references_now()
+                        self._write(checked, lines_read, repeats, leads, wait_turn=partial(wait_turn, index))
+                    with turn:
+                        committed[0] = index + 1
+                        turn.notify_all()
                 leads.finish()
             except BaseException as exc:  # noqa: B036 -- re-raised in the caller's thread
-                failed.append(exc)
+                with turn:
+                    failed.append(exc)
+                    turn.notify_all()
                 while handed.get() is not None:  # the caller stops at its next chunk; never leave it blocked
                     pass
             finally:
                 connection.close()
 
-        writer = threading.Thread(target=write, name="lead-import-writer", daemon=True)
-        writer.start()
+        writers = [threading.Thread(target=write, name=f"lead-import-writer-{n}", daemon=True) for n in range(WRITERS)]
+        for writer in writers:
+            writer.start()
         lines_read = 0
         try:
-            for checked in batches:
+            for index, checked in enumerate(batches):
                 if failed:
                     break
                 lines_read += checked.lines
                 repeats = self.leads.repeats(checked.accepted, staged=False) if checked.accepted else {}
-                handed.put((checked, lines_read, repeats))
+                handed.put((index, checked, lines_read, repeats))
         finally:
-            handed.put(None)
-            writer.join()
+            for _writer in writers:
+                handed.put(None)
+            for writer in writers:
+                writer.join()
         if failed:
-            raise failed[0]
+            first = next((exc for exc in failed if not isinstance(exc, ChunkWriteAbandoned)), failed[0])
+            raise first
 
-    def _write(self, checked: Checked, lines_read: int, repeats: dict[int, int], leads: _SqlLeads) -> None:
+    def _write(
+        self,
+        checked: Checked,
+        lines_read: int,
+        repeats: dict[int, int],
+        leads: _SqlLeads,
+        wait_turn: Callable[[], None] = lambda: None,
+    ) -> None:
+        """One chunk, in the caller's transaction: new rows are inserted first (ON CONFLICT DO NOTHING), then, at
+        its turn (`wait_turn`), the chunk is accounted for in the report: rejects, repeats, the few rows not
+        inserted looked up in the campaign (duplicates, updates, rows written before a crash), progress."""
+        unique = [row for row in checked.accepted if row[0] not in repeats]
+        inserted = leads.insert(unique, staged=leads is self.leads) if unique and not self.dry_run else set()
+        wait_turn()
         report = self.report
         report.rows += checked.rows
         report.warnings += checked.warning_count
         report.warning_list += checked.warnings[: PREVIEW_ROWS - len(report.warning_list)]
         for line, cells, reason in checked.rejected:
             self._reject(line, cells, reason)
-        self._flush(checked.accepted, lines_read, repeats, leads)
+        self._flush(checked.accepted, unique, inserted, lines_read, repeats, leads)
 
     def _reject(self, line: int, cells: list, reason: str) -> None:
         report = self.report
@@ -172,21 +211,24 @@ class _LeadFileImport:
         for row in rows[: PREVIEW_ROWS - len(listed)]:
             listed.append((row[0], list(row[2])))
 
-    def _flush(self, chunk: list[Row], lines_read: int, repeats: dict[int, int], leads: _SqlLeads) -> None:
-        """Sort a chunk into repeats of earlier lines (`repeats`: line -> first line), new, updated and duplicate
-        rows against the campaign, and write it unless dry, in the caller's transaction. New rows are inserted
-        first (ON CONFLICT DO NOTHING): only the few that were not are looked up, rather than every number of the
-        chunk."""
+    def _flush(
+        self,
+        chunk: list[Row],
+        unique: list[Row],
+        inserted: set[str],
+        lines_read: int,
+        repeats: dict[int, int],
+        leads: _SqlLeads,
+    ) -> None:
+        """Sort a chunk into repeats of earlier lines (`repeats`: line -> first line), new (`inserted`), updated and
+        duplicate rows against the campaign: only the few `unique` rows not inserted are looked up, rather than
+        every number of the chunk."""
         update_existing = self.campaign.update_existing_on_import
         report = self.report
-        unique = []
         for row in chunk:
-            line, (phone, *_values), _sent = row
+            line = row[0]
             if line in repeats:
-                report.duplicate(line, phone, f"repeats line {repeats[line]}")
-            else:
-                unique.append(row)
-        inserted = leads.insert(unique, staged=leads is self.leads) if unique and not self.dry_run else set()
+                report.duplicate(line, _phone(row), f"repeats line {repeats[line]}")
         new = [row for row in unique if _phone(row) in inserted]
         others = [row for row in unique if _phone(row) not in inserted]
         existing = leads.existing([_phone(row) for row in others]) if others else {}
@@ -259,6 +301,9 @@ class _SqlLeads:
 
     def relax_commit(self, *, session: bool = False) -> None:
         """Nothing to relax on SQLite."""
+
+    def check_references_now(self) -> None:
+        """Nothing to move on SQLite (one writer at a time)."""
 
     def finish(self) -> None:
         self.seen = {}
@@ -354,6 +399,12 @@ class _PostgresLeads(_SqlLeads):
         every later one on this connection (a round trip less per chunk)."""
         with connection.cursor() as cursor:
             cursor.execute(f"SET {'' if session else 'LOCAL '}synchronous_commit = off")
+
+    def check_references_now(self) -> None:
+        """The transaction's foreign keys are checked as rows go in, not at COMMIT (Django makes them deferred):
+        chunks written side by side check theirs side by side, while their commits wait for their turn."""
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
     def repeats(self, chunk: list[Row], *, staged: bool = True) -> dict[int, int]:
         """The chunk goes into the stage table (only its numbers and lines unless `staged`), and each number not
