@@ -123,19 +123,22 @@ class _LeadFileImport:
         and commit with their progress in file order: a chunk is recorded as written only once it and every chunk
         before it are committed. No two chunks hold the same number (repeats stay out), so they never conflict."""
         handed: queue.Queue = queue.Queue(maxsize=1)
-        failed: list[BaseException] = []
+        failed: list[tuple[int, BaseException]] = []  # (the chunk, -1 for none), what stopped a writer
         turn = threading.Condition()
         committed = [0]  # chunks committed, in file order
 
         def wait_turn(index: int) -> None:
+            """Until the chunks before this one are committed; a failed one before it abandons this one (what is
+            committed stays the file's first chunks), a failed one after it does not."""
             with turn:
-                while committed[0] < index and not failed:
+                while committed[0] < index and not any(at < index for at, _exc in failed):
                     turn.wait(0.5)
-            if failed:
-                raise ChunkWriteAbandoned("another chunk of this import failed")
+                if any(at < index for at, _exc in failed):
+                    raise ChunkWriteAbandoned("an earlier chunk of this import failed")
 
         def write() -> None:
             leads = self._leads()
+            index = -1
             try:
                 leads.start()
                 leads.relax_commit(session=True)  # this connection is the writer's alone, closed below
@@ -150,7 +153,7 @@ class _LeadFileImport:
                 leads.finish()
             except BaseException as exc:  # noqa: B036 -- re-raised in the caller's thread
                 with turn:
-                    failed.append(exc)
+                    failed.append((index, exc))
                     turn.notify_all()
                 while handed.get() is not None:  # the caller stops at its next chunk; never leave it blocked
                     pass
@@ -174,8 +177,7 @@ class _LeadFileImport:
             for writer in writers:
                 writer.join()
         if failed:
-            first = next((exc for exc in failed if not isinstance(exc, ChunkWriteAbandoned)), failed[0])
-            raise first
+            raise min(failed, key=lambda failure: isinstance(failure[1], ChunkWriteAbandoned))[1]
 
     def _write(
         self,
@@ -407,16 +409,23 @@ class _PostgresLeads(_SqlLeads):
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
     def repeats(self, chunk: list[Row], *, staged: bool = True) -> dict[int, int]:
-        """The chunk goes into the stage table (only its numbers and lines unless `staged`), and each number not
-        seen before into the seen table with its first line (in line order, so within the chunk too the first line
-        wins). The INSERT returns the lines that went in; the others are repeats, and only their numbers are looked
-        up, not the whole chunk's."""
+        """Each number not seen before goes into the seen table with its first line (in line order, so within the
+        chunk too the first line wins); the INSERT returns the lines that went in, the others are repeats, and
+        only their numbers are looked up, not the whole chunk's. With `staged` the chunk goes into the stage table
+        first (its `insert` reads it there); otherwise only its numbers and lines are bound, as two arrays (a
+        TEMP table's TRUNCATE and COPY cost more round trips and work than the seen table's own insert)."""
         phone, line = _columns("phone_number", "source_line")
-        self._stage(chunk if staged else [(row[0], (row[1][0], row[1][-1]), None) for row in chunk], full=staged)
+        if staged:
+            self._stage(chunk)
+            source, params = f"SELECT {phone} AS phone, {line} AS line FROM {self.STAGE}", []
+        else:
+            source = "SELECT * FROM unnest(%s::text[], %s::integer[]) AS chunk (phone, line)"
+            params = [[_phone(row) for row in chunk], [row[0] for row in chunk]]
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {self.SEEN} (phone, line) SELECT {phone}, {line} FROM {self.STAGE} ORDER BY {line} "
-                "ON CONFLICT (phone) DO NOTHING RETURNING line"
+                f"INSERT INTO {self.SEEN} (phone, line) {source} ORDER BY line ON CONFLICT (phone) DO NOTHING "
+                "RETURNING line",
+                params,
             )
             first_lines = {first for (first,) in cursor.fetchall()}
             repeated = {row[0]: row[1][0] for row in chunk if row[0] not in first_lines}
@@ -426,9 +435,9 @@ class _PostgresLeads(_SqlLeads):
             first = dict(cursor.fetchall())
             return {line: first[phone] for line, phone in repeated.items()}
 
-    def _stage(self, rows: list[Row], *, full: bool = True) -> None:
-        """The rows into the (emptied) stage table: all their values, or just their numbers and lines."""
-        columns = ", ".join(_columns(*(ROW_FIELDS if full else ("phone_number", "source_line"))))
+    def _stage(self, rows: list[Row]) -> None:
+        """The rows into the (emptied) stage table."""
+        columns = ", ".join(_columns(*ROW_FIELDS))
         with connection.cursor() as cursor:
             # TRUNCATE, not DELETE: nothing vacuums a TEMP table, and every later scan would read the dead rows of
             # every chunk before (quadratic over a million rows).
