@@ -494,7 +494,8 @@ def import_sheet(
 ) -> ImportReport:
     """Check and (unless dry_run) write every row of an opened sheet, its columns taken as `mapping` says (see
     campaigns.importing.columns). `on_reject(line, cells, reason)` sees every
-    rejected row; `progress(lines_read, lines_expected)` is called after each chunk, inside its transaction."""
+    rejected row; `progress(lines_read, lines_expected)` is called after each chunk, inside its transaction: on a
+    writer thread, with that thread's connection, for a big real import on PostgreSQL (see _write_behind)."""
     return _LeadFileImport(
         campaign=campaign,
         sheet=sheet,
