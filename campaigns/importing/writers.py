@@ -119,7 +119,7 @@ class _LeadFileImport:
         """This thread finds each chunk's repeats of earlier lines (the seen table is on its connection) and hands
         the chunk on to WRITERS threads, each with a connection of its own (Django's are per thread): the database
         inserts two chunks at once while this thread reads the next, on both cores (docs/performance.md, Import
-        after issue 12). The inserts overlap; the rest of a chunk waits for its turn, so chunks are accounted for
+        with write-behind). The inserts overlap; the rest of a chunk waits for its turn, so chunks are accounted for
         and commit with their progress in file order: a chunk is recorded as written only once it and every chunk
         before it are committed. No two chunks hold the same number (repeats stay out), so they never conflict."""
         handed: queue.Queue = queue.Queue(maxsize=1)
