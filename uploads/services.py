@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections, connection, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.db.models import Count, F, Q, Value
 from django.urls import reverse
 from django.utils import timezone
@@ -659,11 +659,13 @@ def _fail_waiting(batches, message: str) -> None:
         _finish_error(batch, f"not sent: {message}", attempted=False)
 
 
-def upload_transactions_recover_stale(*, account_id: int) -> int:
-    """Batches left `sending` by a dispatcher that died. The caller holds the account's lease, so nothing is
+def upload_transactions_recover_stale(*, account_ids: Iterable[int]) -> int:
+    """Batches left `sending` by a dispatcher that died. The caller holds these accounts' leases, so nothing is
     sending them now. One whose request had started (its grant was written, `last_attempt_at`) may be held by
-    CloudAgent already and is re-sent with checkDuplicate=true; one only claimed and built goes back as it was."""
-    stale = UploadTransaction.objects.filter(campaign__account_id=account_id, state=UploadTransaction.State.SENDING)
+    CloudAgent already and is re-sent with checkDuplicate=true; one only claimed and built goes back as it was.
+    Two UPDATEs for any number of accounts: a dispatcher taking a hundred at once must not pay per account."""
+    ids = list(account_ids)
+    stale = UploadTransaction.objects.filter(campaign__account_id__in=ids, state=UploadTransaction.State.SENDING)
     now = timezone.now()
     # claimed_at=None: should the dead dispatcher wake, its outcome no longer matches its claim.
     unsent = stale.filter(last_attempt_at__isnull=True).update(
@@ -678,8 +680,8 @@ def upload_transactions_recover_stale(*, account_id: int) -> int:
     )
     if unsent or maybe_sent:
         logger.warning(
-            "account %s: recovered %s batch(es) a stopped worker was sending and %s it had not sent yet",
-            account_id,
+            "accounts %s: recovered %s batch(es) a stopped worker was sending and %s it had not sent yet",
+            ids,
             maybe_sent,
             unsent,
         )
@@ -1060,25 +1062,31 @@ def dispatch_nodes_forget_dead() -> int:
     return DispatchNode.objects.filter(heartbeat_at__lt=timezone.now() - DISPATCH_NODE_FORGET_AFTER).delete()[0]
 
 
-def dispatch_lease_take(*, holder: str, account_id: int) -> bool:
-    """Take the account if nobody holds it or its holder's lease lapsed; one conditional UPDATE decides."""
+def dispatch_leases_take(*, holder: str, account_ids: Iterable[int], limit: int) -> list[int]:
+    """Take up to `limit` of these accounts that nobody holds or whose holder's lease lapsed; returns those
+    taken. A fixed number of statements for any number of accounts, so a push to a hundred accounts is not
+    a hundred round trips on the loop thread before the last one's first send: missing lease rows are created
+    unheld, then one conditional UPDATE takes them. The UPDATE re-checks each row's holder as it writes it,
+    so two processes never both win an account."""
+    ids = sorted(set(account_ids))
+    if not ids or limit <= 0:
+        return []
     now = timezone.now()
     expires = now + timedelta(seconds=settings.LEADHUB_DISPATCH_LEASE_SECONDS)
-    taken = (
-        DispatchLease.objects.filter(account_id=account_id)
-        .filter(Q(holder="") | Q(expires_at__lt=now))
-        .update(holder=holder, expires_at=expires)
+    DispatchLease.objects.bulk_create(
+        [DispatchLease(account_id=account_id, holder="", expires_at=now) for account_id in ids],
+        ignore_conflicts=True,
     )
-    if taken:
-        return True
-    if DispatchLease.objects.filter(account_id=account_id).exists():
-        return False
-    try:
-        with transaction.atomic():
-            DispatchLease.objects.create(account_id=account_id, holder=holder, expires_at=expires)
-    except IntegrityError:  # another process created it first: it is theirs
-        return False
-    return True
+    free = DispatchLease.objects.filter(account_id__in=ids).filter(Q(holder="") | Q(expires_at__lt=now))
+    chosen = list(free.order_by("account_id").values_list("account_id", flat=True)[:limit])
+    if not chosen:
+        return []
+    free.filter(account_id__in=chosen).update(holder=holder, expires_at=expires)
+    return list(
+        DispatchLease.objects.filter(account_id__in=chosen, holder=holder, expires_at=expires)
+        .order_by("account_id")
+        .values_list("account_id", flat=True)
+    )
 
 
 def dispatch_leases_renew(*, holder: str, account_ids) -> set[int]:
