@@ -202,6 +202,8 @@ CLOUDAGENT_TIME_ZONE = os.environ.get("CLOUDAGENT_TIME_ZONE", "Asia/Kolkata")
 LEADHUB_DISPATCH_LEASE_SECONDS = env_float("LEADHUB_DISPATCH_LEASE_SECONDS", 30)
 # How often a dispatch process looks in the database for accounts with new batches, and renews its leases.
 LEADHUB_DISPATCH_POLL_SECONDS = env_float("LEADHUB_DISPATCH_POLL_SECONDS", 1)
+# Dispatch processes `run_workers` starts on this machine (`--dispatchers` overrides it).
+LEADHUB_DISPATCH_PROCESSES = env_int("LEADHUB_DISPATCH_PROCESSES", 1)
 # Sends in flight at once per dispatch process (each send is one HTTP request of up to 500 rows).
 LEADHUB_DISPATCH_THREADS = env_int("LEADHUB_DISPATCH_THREADS", 8)
 # How often every dispatch process resumes unfinished work found in the database (callbacks, failed files,

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import psutil
 import pytest
@@ -19,7 +20,7 @@ from django.utils import timezone
 from campaigns.models import Campaign, CloudAgentAccount, Lead
 from tests.fixtures.push import PUSH_LIMITS, dispatch, subprocess_env
 from uploads import services
-from uploads.models import DispatchNode, UploadTransaction
+from uploads.models import DispatchLease, DispatchNode, UploadTransaction
 from uploads.services import leads_push
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -215,3 +216,23 @@ def test_an_answer_that_could_not_be_recorded_is_never_sent_again_from_memory(
     push_emulator.process_now()
     phones = [lead["PhoneNumber"] for lead in push_emulator.inspect("leads")["leads"]["Demo_Outbound"]]
     assert len(phones) == len(set(phones)) == 5
+
+
+def test_leases_are_taken_together_up_to_the_limit_and_never_from_a_live_holder(settings):
+    settings.LEADHUB_DISPATCH_LEASE_SECONDS = 30
+    ids = [
+        CloudAgentAccount.objects.create(name=f"lease {n}", user_name=f"lease_{n}", api_key=f"key-{n}-0123456789").pk
+        for n in range(5)
+    ]
+
+    first = services.dispatch_leases_take(holder="a", account_ids=ids, limit=3)
+    second = services.dispatch_leases_take(holder="b", account_ids=ids, limit=10)
+
+    assert first == ids[:3]
+    assert second == ids[3:], "what another process holds is not taken"
+    assert services.dispatch_leases_take(holder="c", account_ids=ids, limit=10) == []
+
+    # "a" died: once its leases lapse, its accounts go to whoever asks.
+    DispatchLease.objects.filter(holder="a").update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert services.dispatch_leases_take(holder="c", account_ids=ids, limit=10) == ids[:3]
+    assert services.dispatch_leases_renew(holder="a", account_ids=ids[:3]) == set()

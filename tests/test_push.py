@@ -507,7 +507,7 @@ def test_a_late_outcome_from_a_dispatcher_that_lost_its_claim_changes_nothing(pu
     make_leads(3)
     push_all(campaign)
     stale = services.upload_transaction_claim_next(account_id=push_account.pk, last_served={})
-    services.upload_transactions_recover_stale(account_id=push_account.pk)  # the lease lapsed: recovered
+    services.upload_transactions_recover_stale(account_ids=[push_account.pk])  # the lease lapsed: recovered
     fresh = services.upload_transaction_claim_next(account_id=push_account.pk, last_served={})
     assert fresh.pk == stale.pk
 

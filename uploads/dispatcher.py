@@ -197,23 +197,24 @@ class DispatchLoop:
                 self._drop(account_id)
 
     def _take(self, wanted: list[int], share: int) -> None:
-        for account_id in wanted:
-            if len(self._accounts) >= share:
-                return
-            if account_id in self._accounts or account_id in self._running:
-                continue
-            if not services.dispatch_lease_take(holder=self.name, account_id=account_id):
-                continue
-            # The account was nobody's or its holder's lease lapsed: what that holder left `sending` may have
-            # reached CloudAgent and is re-sent with checkDuplicate=true.
-            logger.info("dispatcher %s: took account %s", self.name, account_id)
-            self.report.recovered += services.upload_transactions_recover_stale(account_id=account_id)
-            held_until = time.monotonic() + settings.LEADHUB_DISPATCH_LEASE_SECONDS * 0.8
+        candidates = [a for a in wanted if a not in self._accounts and a not in self._running]
+        room = share - len(self._accounts)
+        if not candidates or room <= 0:
+            return
+        taken = services.dispatch_leases_take(holder=self.name, account_ids=candidates, limit=room)
+        if not taken:
+            return
+        # The accounts were nobody's or their holder's lease lapsed: what that holder left `sending` may have
+        # reached CloudAgent and is re-sent with checkDuplicate=true.
+        logger.info("dispatcher %s: took accounts %s", self.name, taken)
+        self.report.recovered += services.upload_transactions_recover_stale(account_ids=taken)
+        held_until = time.monotonic() + settings.LEADHUB_DISPATCH_LEASE_SECONDS * 0.8
+        for account_id in taken:
             self._accounts[account_id] = _Account(
                 account_id=account_id, held_until=held_until, pacer=account_pacer(account_id, self._redis)
             )
             self._schedule(account_id, 0.0)
-            self._start_due_steps()  # its first send need not wait for the other accounts to be taken
+        self._start_due_steps()
 
     def _give_back_over_share(self, share: int) -> None:
         """A process that joined lowers everyone's share: give back the accounts over it, idle ones first."""

@@ -41,7 +41,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--dispatchers", type=int, default=1, help="Dispatch processes (each serves many accounts)."
+            "--dispatchers",
+            type=int,
+            default=settings.LEADHUB_DISPATCH_PROCESSES,
+            help="Dispatch processes (each serves many accounts; LEADHUB_DISPATCH_PROCESSES).",
         )
 
     def handle(self, *args, **opts):
