@@ -61,7 +61,8 @@ def columns_svg(points: list[tuple[str, int]], *, title: str, width: int = 640, 
 
 
 def _open(width: int, height: int, title: str) -> str:
+    """Drawn at `width` but scaled down to its box: the dashboard's column is narrower than the campaign page."""
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape(title)}" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}"><title>{escape(title)}</title>'
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape(title)}" width="100%" '
+        f'style="max-width: {width}px" viewBox="0 0 {width} {height}"><title>{escape(title)}</title>'
     )
