@@ -19,7 +19,6 @@ def run(report) -> None:
 def measure(report, *, section: str, accounts: int, leads: int, window: float) -> None:
     from common import drop_database, start_emulator, use_database
     from dispatch_common import (
-        RedisServer,
         Workers,
         emulator_config,
         emulator_phones,
@@ -32,7 +31,9 @@ def measure(report, *, section: str, accounts: int, leads: int, window: float) -
         wait_until_sent,
     )
 
-    redis_server = RedisServer()
+    from tests.private_redis import PrivateRedis
+
+    redis_server = PrivateRedis()
     os.environ.update(
         {
             "CLOUDAGENT_WINDOW_SECONDS": str(window),

@@ -17,7 +17,6 @@ ACCOUNTS, LEADS, WINDOW = 4, 2500, 6.0
 def run(report) -> None:
     from common import drop_database, start_emulator, use_database
     from dispatch_common import (
-        RedisServer,
         Workers,
         emulator_config,
         emulator_phones,
@@ -28,8 +27,10 @@ def run(report) -> None:
         start_web,
     )
 
+    from tests.private_redis import PrivateRedis
+
     section = "dispatch-c"
-    redis_server = RedisServer()
+    redis_server = PrivateRedis()
     database = "leadhub_bench_dispatch_c"
     use_database(database, redis_url=redis_server.url)
     env = {

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The project, and tests/private_redis.py, importable also when a bench runs on its own.
+sys.path.insert(0, str(ROOT))
 PG_ADMIN_URL = os.environ.get("LEADHUB_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 # One key for the bench process (DEBUG on) and its gunicorn (DEBUG off): what one encrypts the other must read.
 FIELD_ENCRYPTION_KEY = "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleTA="
@@ -28,7 +30,6 @@ def use_database(name: str, *, redis_db: int = 14, redis_url: str | None = None)
     os.environ["DJANGO_DEBUG"] = "1"
     os.environ["REDIS_URL"] = redis_url or f"redis://127.0.0.1:6379/{redis_db}"
     os.environ["DJANGO_SETTINGS_MODULE"] = "leadhub.settings"
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()

@@ -8,7 +8,6 @@ same bench measures the before and the after (LEADHUB_BENCH_ROOT points it at an
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -19,46 +18,7 @@ from pathlib import Path
 
 import psutil
 import requests
-from common import ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """A redis-server of the bench's own on a free port, never the machine's shared 6379: the fault bench
-    kills it and starts it again empty, as a failover to a replica without the last writes does."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-        self.start()
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        import redis
-
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis.from_url(self.url).ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(timeout=10)
+from common import ROOT, free_port
 
 
 def emulator_config(accounts: int) -> Path:

@@ -477,11 +477,17 @@ class LeadImportAdmin(admin.ModelAdmin):
         name = os.path.basename(lead_import.rejected_file.name)
         return FileResponse(lead_import.rejected_file.open("rb"), as_attachment=True, filename=name)
 
-    def resume_view(self, request, object_id):
-        """POST only: runs again an import a crash stopped; rows it already wrote count as imported."""
+    @staticmethod
+    def _import_to_post(request, object_id) -> LeadImport:
+        """The import a POST-only action (resume, confirm) runs: a GET, or a user who may not import, is refused."""
         lead_import = get_object_or_404(LeadImport.objects.select_related("campaign"), pk=object_id)
         if request.method != "POST" or not request.user.has_perm("campaigns.import_lead"):
             raise PermissionDenied
+        return lead_import
+
+    def resume_view(self, request, object_id):
+        """POST only: runs again an import a crash stopped; rows it already wrote count as imported."""
+        lead_import = self._import_to_post(request, object_id)
         try:
             background = lead_import_resume(lead_import=lead_import)
         except (LeadImportError, ImportFileError) as exc:
@@ -497,9 +503,7 @@ class LeadImportAdmin(admin.ModelAdmin):
 
     def confirm_view(self, request, object_id):
         """POST only: the operator confirms a background preview; the import runs like any confirmed one."""
-        lead_import = get_object_or_404(LeadImport.objects.select_related("campaign"), pk=object_id)
-        if request.method != "POST" or not request.user.has_perm("campaigns.import_lead"):
-            raise PermissionDenied
+        lead_import = self._import_to_post(request, object_id)
         try:
             background = lead_import_confirm(lead_import=lead_import)
         except (LeadImportError, ImportFileError) as exc:

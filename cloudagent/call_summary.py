@@ -20,6 +20,7 @@ from email.parser import BytesParser
 from urllib.parse import parse_qsl, quote_plus, unquote_plus, urlsplit
 
 from cloudagent.json_text import finite_float, json_depth, refuse_constant
+from cloudagent.times import provider_datetime
 
 # docs/cloudagent-call-summary.md, "Dial and customer statuses": the values CloudAgent documents. Others are
 # kept as sent; a documented value sent in another case is given the documented spelling.
@@ -38,7 +39,6 @@ DEFAULT_MAX_BYTES = 64 * 1024  # a real summary is under 2 KB; the webhook may p
 MAX_JSON_DEPTH = 16  # a summary is a flat object, at most inside a {"data": ...} envelope
 MAX_FORM_FIELDS = 200
 REDACTED = "[redacted]"
-YEARS = range(2000, 2101)  # outside it a time is a default or garbage ("0000-00-00 00:00:00"): read as None
 MAX_CALL_SECONDS = 24 * 3600  # a single call longer than a day is garbage: read as None
 
 _MONITOR_UCID = re.compile(r"[0-9A-Za-z._:-]{1,64}")
@@ -263,14 +263,8 @@ def _provider_time(value) -> datetime | None:
     """CloudAgent writes "YYYY-MM-DD HH:MM:SS" in its own local time. Anything unreadable, zoned (not what
     CloudAgent writes, so not to be guessed at), or outside the years 2000-2100 is None: a bad time must not
     lose the call."""
-    text = _text(value)
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is not None or moment.year not in YEARS:
+    moment = provider_datetime(_text(value))
+    if moment is None or moment.tzinfo is not None:
         return None
     return moment
 

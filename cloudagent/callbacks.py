@@ -21,6 +21,7 @@ from django.http.multipartparser import MultiPartParser, MultiPartParserError
 
 from cloudagent.errors import CallbackInvalid
 from cloudagent.json_text import finite_float, json_depth, refuse_constant
+from cloudagent.times import provider_datetime
 
 # CloudAgent's timestamps carry no zone; its servers keep Indian time.
 PROVIDER_TIME_ZONE = "Asia/Kolkata"
@@ -33,9 +34,6 @@ _UNESCAPED_DATA_STRING = re.compile(r'\{\s*"data"\s*:\s*"(\{.*\})"\s*\}', re.DOT
 # A callback's data object is flat; these bound what parsing a hostile body can cost.
 MAX_NESTING = 32
 MAX_UNWRAPPING = 2
-# Provider times outside these years are a placeholder or garbage (0001-01-01 became 1 BC on PostgreSQL, and
-# every changelist showing it answered 500): stored as unknown.
-PROVIDER_YEARS = range(2000, 2101)
 
 
 @dataclass(frozen=True)
@@ -178,15 +176,7 @@ def _count(value) -> int | None:
 
 def _provider_time(value, time_zone: str) -> datetime | None:
     """CloudAgent's timestamps carry no zone; its servers keep Indian time (CLOUDAGENT_TIME_ZONE)."""
-    text = provider_text(value)
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.year not in PROVIDER_YEARS:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=ZoneInfo(time_zone))
-    return moment
+    moment = provider_datetime(provider_text(value))
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=ZoneInfo(time_zone))

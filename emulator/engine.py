@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from urllib.parse import quote, quote_plus
@@ -707,25 +707,38 @@ class Emulator:
         """POST one callback unless another thread took it or a reset forgot it. Nothing documents the
         provider's retries; we try again after a connection error or a 5xx, 1 + callback_retries tries in all,
         and record each try."""
+        self._post_unless_taken(
+            callback,
+            generation,
+            lambda settings: {
+                "tries": settings.callback_retries + 1,
+                "retry_delay": settings.callback_retry_delay,
+                "timeout": settings.callback_timeout,
+                "accepted": lambda status: status < 500,
+            },
+        )
+
+    def _post_unless_taken(
+        self, target: Callback | SummaryPost, generation: int, tries_of: Callable[[Settings], dict]
+    ) -> None:
+        """Claims `target` and POSTs it with the lock released; `tries_of` reads its retry policy from the settings
+        taken with the claim, so a config change mid-delivery does not mix two policies."""
         with self._lock:
-            if generation != self._generation or callback.state != "waiting":
+            if generation != self._generation or target.state != "waiting":
                 return
-            callback.state, settings = "sending", self.settings
+            target.state, settings = "sending", self.settings
             self._sending += 1
         answered = False
         try:
             answered = post_with_tries(
-                callback,
-                tries=settings.callback_retries + 1,
-                retry_delay=settings.callback_retry_delay,
-                timeout=settings.callback_timeout,
-                accepted=lambda status: status < 500,
+                target,
                 stopping=self._stopping,
-                record=lambda attempt: self._record_try(callback, attempt),
+                record=lambda attempt: self._record_try(target, attempt),
+                **tries_of(settings),
             )
         finally:
             with self._lock:
-                callback.state = "answered" if answered else "failed"
+                target.state = "answered" if answered else "failed"
                 self._sending -= 1
                 self._lock.notify_all()
 
@@ -828,27 +841,16 @@ class Emulator:
     def deliver_summary(self, summary: SummaryPost, generation: int) -> None:
         """POST one call summary unless another thread took it or a reset forgot it: 1 + push_retries tries,
         push_retry_delay apart, until the receiver answers 2xx (the provider's "Call back hit tries")."""
-        with self._lock:
-            if generation != self._generation or summary.state != "waiting":
-                return
-            summary.state, settings = "sending", self.settings
-            self._sending += 1
-        answered = False
-        try:
-            answered = post_with_tries(
-                summary,
-                tries=settings.push_retries + 1,
-                retry_delay=settings.push_retry_delay,
-                timeout=settings.push_timeout,
-                accepted=lambda status: 200 <= status < 300,
-                stopping=self._stopping,
-                record=lambda attempt: self._record_try(summary, attempt),
-            )
-        finally:
-            with self._lock:
-                summary.state = "answered" if answered else "failed"
-                self._sending -= 1
-                self._lock.notify_all()
+        self._post_unless_taken(
+            summary,
+            generation,
+            lambda settings: {
+                "tries": settings.push_retries + 1,
+                "retry_delay": settings.push_retry_delay,
+                "timeout": settings.push_timeout,
+                "accepted": lambda status: 200 <= status < 300,
+            },
+        )
 
     # --- The worker ---------------------------------------------------------------------------------------------
 
