@@ -144,6 +144,8 @@ def test_leadhub_status_counts_calls_by_every_dial_status(dialled_campaign):
     out = StringIO()
     call_command("leadhub_status", stdout=out)
     assert "not_answered" in out.getvalue()
+    counted = [line for line in out.getvalue().splitlines() if line.startswith("  ")]
+    assert len({line.rindex(" ") for line in counted}) == 1, "the counts line up under the longest name"
 
 
 def test_the_export_has_the_dialling_columns(admin_client, dialled_campaign):

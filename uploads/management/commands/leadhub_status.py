@@ -25,8 +25,9 @@ class Command(BaseCommand):
         if opts["json"]:
             self.stdout.write(json.dumps(counts))
             return
+        width = max(len(key) for section in ("leads", "transactions", "calls") for key in counts[section])
         for section in ("leads", "transactions", "calls"):
             self.stdout.write(section)
             for key, value in counts[section].items():
-                self.stdout.write(f"  {key:<12} {value}")
+                self.stdout.write(f"  {key:<{width}} {value}")
         self.stdout.write(f"overdue callbacks  {counts['overdue']}")
