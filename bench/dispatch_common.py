@@ -85,6 +85,7 @@ class Workers:
     for memory."""
 
     def __init__(self, env: dict, log_name: str) -> None:
+        (ROOT / "var").mkdir(exist_ok=True)  # a fresh clone has none yet
         self.log = open(ROOT / "var" / log_name, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "run_workers"],
