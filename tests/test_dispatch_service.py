@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from django.utils import timezone
 from campaigns.models import Campaign, CloudAgentAccount, Lead
 from tests.fixtures.push import PUSH_LIMITS, dispatch, subprocess_env
 from uploads import services
+from uploads.dispatcher import RECORD, STEP, DispatchLoop, PriorityPool
 from uploads.models import DispatchLease, DispatchNode, UploadTransaction
 from uploads.services import leads_push
 
@@ -216,6 +218,48 @@ def test_an_answer_that_could_not_be_recorded_is_never_sent_again_from_memory(
     push_emulator.process_now()
     phones = [lead["PhoneNumber"] for lead in push_emulator.inspect("leads")["leads"]["Demo_Outbound"]]
     assert len(phones) == len(set(phones)) == 5
+
+
+def test_every_due_send_goes_before_any_outcome_is_written(many_accounts, make_leads):
+    """A push's first sends all fall due at once; writing an answered batch's outcome (an UPDATE of its leads)
+    waits until every due send has left, so the last account's first request is not held up by the others'."""
+    emulator, campaigns = many_accounts(3)
+    for n, campaign in enumerate(campaigns):
+        make_leads(2, campaign=campaign, start=n * 100)
+    with transaction.atomic():
+        for campaign in campaigns:
+            leads_push(leads=Lead.objects.filter(campaign=campaign))
+
+    DispatchLoop(until_idle=True, threads=1).run()
+
+    arrivals = [r["time"] for r in emulator.inspect("requests")["requests"]]
+    recorded = UploadTransaction.objects.values_list("sent_at", flat=True)
+    assert len(arrivals) == len(recorded) == 3
+    assert max(arrivals) < min(recorded).timestamp()
+
+
+def test_the_priority_pool_runs_the_most_urgent_task_first_and_everything_before_it_stops():
+    pool = PriorityPool(1, "test")
+    started, ran = threading.Event(), []
+    release = threading.Event()
+
+    def first():
+        started.set()
+        release.wait(10)
+
+    def record(name):
+        ran.append(name)
+        if name == "record 1":  # a task queued while shutting down still runs
+            pool.submit(RECORD, record, "record 2")
+
+    pool.submit(STEP, first)
+    started.wait(10)
+    pool.submit(RECORD, record, "record 1")
+    pool.submit(STEP, record, "step")
+    release.set()
+    pool.shutdown()
+
+    assert ran == ["step", "record 1", "record 2"]
 
 
 def test_leases_are_taken_together_up_to_the_limit_and_never_from_a_live_holder(settings):

@@ -450,6 +450,34 @@ def test_batches_of_an_inactive_account_or_campaign_wait_until_it_is_active_agai
     assert UploadTransaction.objects.get().state == UploadTransaction.State.QUEUED
 
 
+def test_a_batch_sends_the_rows_built_at_push_time_and_keeps_none_once_sent(
+    push_account, campaign, make_leads, push_emulator
+):
+    make_leads(3)
+    push_all(campaign)
+    batch = UploadTransaction.objects.get()
+    assert [row[0] for row in json.loads(batch.built_rows)] == ["9800000000", "9800000001", "9800000002"]
+
+    dispatch(account_id=push_account.pk)
+
+    batch.refresh_from_db()
+    assert (batch.state, batch.built_rows) == (UploadTransaction.State.QUEUED, "")
+    assert sorted(emulator_phones(push_emulator, campaign.name)) == ["9800000000", "9800000001", "9800000002"]
+
+
+def test_a_campaign_changed_after_the_push_has_its_rows_built_again_at_send_time(
+    push_account, campaign, make_leads, push_emulator
+):
+    make_leads(2)
+    push_all(campaign)
+    campaign.phone_format = "e164"
+    campaign.save()
+
+    dispatch(account_id=push_account.pk)
+
+    assert sorted(emulator_phones(push_emulator, campaign.name)) == ["+919800000000", "+919800000001"]
+
+
 def test_a_lead_edited_past_the_limits_while_queued_is_left_out_at_send_time(push_account, make_leads, push_emulator):
     campaign = Campaign.objects.create(
         account=push_account, name="Demo_Notes", column_map=["PhoneNumber", "Name", "Notes"]
@@ -457,7 +485,8 @@ def test_a_lead_edited_past_the_limits_while_queued_is_left_out_at_send_time(pus
     make_leads(3, campaign=campaign)
     push_all(campaign)
     edited = Lead.objects.order_by("pk").first()
-    Lead.objects.filter(pk=edited.pk).update(extra={"Notes": "x" * 2000})
+    edited.extra = {"Notes": "x" * 2000}
+    edited.save()  # as the admin's change form does
 
     dispatch(account_id=push_account.pk)
 

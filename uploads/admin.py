@@ -163,6 +163,10 @@ class UploadTransactionAdmin(admin.ModelAdmin):
         "failed_file_download",
     ]
 
+    def get_queryset(self, request):
+        # The rows a pending batch keeps for its send (tens of KB each) are of no use on a page.
+        return super().get_queryset(request).defer("built_rows")
+
     def has_add_permission(self, request):
         return False  # only the push creates transactions
 

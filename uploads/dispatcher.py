@@ -25,11 +25,13 @@ import itertools
 import logging
 import math
 import os
+import queue
 import secrets
 import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -55,6 +57,43 @@ PREPARE_AHEAD_SECONDS = 3.0
 # Waits between retries of a step that failed on an outage (database or Redis), the last one repeating.
 OUTAGE_BACKOFF = (0.5, 1, 2, 4, 8, 15)
 OUTAGES = (DatabaseError, redis.RedisError)
+# The pool runs the most urgent task first: steps (claims, builds, sends) before the writing of outcomes, so
+# a hundred accounts' first sends are not slowed by the database work of the ones already answered.
+STEP, RECORD = 0, 1
+
+
+class PriorityPool:
+    """A fixed set of threads that always take the most urgent queued task (lowest priority number, then the
+    oldest). Shutting down runs every task already queued, and any task those queue, before the threads exit."""
+
+    def __init__(self, threads: int, name: str) -> None:
+        self._tasks: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{n}", daemon=True) for n in range(threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, priority: int, task: Callable, *args) -> Future:
+        future: Future = Future()
+        self._tasks.put((priority, next(self._order), future, task, args))
+        return future
+
+    def shutdown(self) -> None:
+        for _ in self._threads:  # last in line: every real task, even one queued meanwhile, runs first
+            self._tasks.put((math.inf, next(self._order), None, None, ()))
+        for thread in self._threads:
+            thread.join()
+
+    def _work(self) -> None:
+        while True:
+            _, _, future, task, args = self._tasks.get()
+            if task is None:
+                return
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(task(*args))
+                except BaseException as exc:  # handed to whoever reads the future, as an executor does
+                    future.set_exception(exc)
 
 
 @dataclass
@@ -74,6 +113,7 @@ class _Account:
     last_served: dict[int, float] = field(default_factory=dict)
     claimed: UploadTransaction | None = None  # claimed by us and not finished: never left `sending` behind
     prepared: services.PreparedBatch | None = None
+    sent: services.SentBatch | None = None  # its request has left; its outcome is not written yet
     failures: int = 0
     releasing: bool = False
     ticket: int = -1  # the heap entry that is its next step; others are stale (the account was dropped, retaken)
@@ -99,7 +139,7 @@ class DispatchLoop:
         self._order = itertools.count()
         self._accounts: dict[int, _Account] = {}
         self._running: dict[int, Future] = {}
-        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="dispatch")
+        self._pool = PriorityPool(self.threads, "dispatch")
         self._sweeper = ThreadPoolExecutor(1, thread_name_prefix="recovery")
         self._sweep: Future | None = None
         self._problem = ""
@@ -233,7 +273,7 @@ class DispatchLoop:
             _, ticket, account_id = heapq.heappop(self._heap)
             account = self._accounts.get(account_id)
             if account is not None and account.ticket == ticket and account_id not in self._running:
-                self._running[account_id] = self._pool.submit(self._step_safely, account)
+                self._running[account_id] = self._pool.submit(STEP, self._step_safely, account)
 
     def _collect(self) -> None:
         for account_id, future in list(self._running.items()):
@@ -242,6 +282,9 @@ class DispatchLoop:
             del self._running[account_id]
             account = self._accounts.get(account_id)
             delay = future.result()
+            if isinstance(delay, Future):  # the step sent; the account waits for its outcome to be written
+                self._running[account_id] = delay
+                continue
             if account is None:
                 continue
             if account.releasing and account.claimed is None:
@@ -281,7 +324,7 @@ class DispatchLoop:
 
     def _shutdown(self) -> None:
         self.stopping.set()  # the nudge listener too
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown()
         self._sweeper.shutdown(wait=True)
         for account in list(self._accounts.values()):
             if account.claimed is not None:
@@ -301,7 +344,7 @@ class DispatchLoop:
 
     # --- the pool threads ---------------------------------------------------------------------------------
 
-    def _step_safely(self, account: _Account) -> float | None:
+    def _step_safely(self, account: _Account) -> float | Future | None:
         try:
             close_old_connections()
             delay = self._step(account)
@@ -322,8 +365,9 @@ class DispatchLoop:
         finally:
             self._wake.set()
 
-    def _step(self, account: _Account) -> float | None:
-        """One step for one account; returns the seconds until its next step, None when it has nothing left."""
+    def _step(self, account: _Account) -> float | Future | None:
+        """One step for one account; returns the seconds until its next step, None when it has nothing left, or,
+        once it sent, the future of the writing of the outcome, which then says when the next step is."""
         account_id, pacer = account.account_id, account.pacer
         if account.claimed is not None and account.prepared is None:
             # The last step failed between claiming and finishing: the batch goes back before anything else.
@@ -362,7 +406,7 @@ class DispatchLoop:
         )
         with client:
             try:
-                outcome = services.upload_transaction_send(prepared=prepared, client=client, pacer=pacer)
+                account.sent = services.upload_transaction_send(prepared=prepared, client=client, pacer=pacer)
             except SlotTimeout as slot:  # another process took the slot (a lease changing hands)
                 return slot.wait
             except BaseException:
@@ -370,11 +414,34 @@ class DispatchLoop:
                 # batch back, as ambiguous if its grant was written.
                 account.prepared = None
                 raise
-        account.claimed = account.prepared = None
-        self.report.outcomes[outcome] += 1
-        if outcome == "account_refused":  # its other batches were ended: nothing more to send
-            return None
-        return max(0.0, pacer.status().next_slot_in - min(PREPARE_AHEAD_SECONDS, pacer.interval / 2))
+        account.prepared = None
+        return self._pool.submit(RECORD, self._record_safely, account)
+
+    def _record_safely(self, account: _Account) -> float | None:
+        """Write a sent batch's outcome (retried through a database blip), then say when the account's next step
+        is. Should the database stay away, the batch goes back as ambiguous at the next step."""
+        sent, account.sent = account.sent, None
+        try:
+            close_old_connections()
+            outcome = services.upload_transaction_record(sent=sent)
+            account.claimed = None
+            self.report.outcomes[outcome] += 1
+            if outcome == "account_refused":  # its other batches were ended: nothing more to send
+                return None
+            return max(
+                0.0, account.pacer.status().next_slot_in - min(PREPARE_AHEAD_SECONDS, account.pacer.interval / 2)
+            )
+        except OUTAGES as exc:
+            self._problem = _outage(exc)
+            account.failures += 1
+            logger.warning("account %s: could not record batch %s: %s", account.account_id, sent.batch.pk, exc)
+            return OUTAGE_BACKOFF[min(account.failures, len(OUTAGE_BACKOFF) - 1)]
+        except Exception:
+            logger.exception("account %s: recording batch %s failed", account.account_id, sent.batch.pk)
+            account.failures += 1
+            return OUTAGE_BACKOFF[-1]
+        finally:
+            self._wake.set()
 
 
 def _outage(exc: Exception) -> str:

@@ -36,6 +36,13 @@ class UploadTransaction(models.Model):
     )
     rate_limited = models.PositiveIntegerField(default=0, help_text="Rate-limit answers received for this batch.")
     last_error = models.TextField(blank=True)
+    built_rows = models.TextField(
+        blank=True,
+        editable=False,
+        help_text="The data rows as built when the batch was cut (JSON), sent as they are unless a lead or the "
+        "campaign changed since; emptied once the batch is over.",
+    )
+    rows_built_at = models.DateTimeField(null=True, blank=True, editable=False)
     response = models.JSONField(null=True, blank=True, help_text="CloudAgent's synchronous answer.")
     callback = models.JSONField(null=True, blank=True, help_text="The callback applied (its data object).")
     total_uploaded = models.PositiveIntegerField(null=True, blank=True)

@@ -5,8 +5,8 @@ The life of a batch (docs/cloudagent-contract.md has the provider's side):
   leads_push           new leads -> batches of <= CLOUDAGENT_BATCH_SIZE: transaction `pending`, leads `queued`
   ..._claim_next       the account's dispatcher takes the fairest ready batch: `pending` -> `sending`
   ..._prepare          its rows are built ahead of its slot (a batch left empty ends `error`)
-  ..._send             in the account's slot, one HTTP request, with no database transaction open across it,
-                       then one outcome:
+  ..._send             in the account's slot, one HTTP request, with no database transaction open across it;
+  ..._record           then one outcome:
                        accepted -> `queued` + leads `sent`; rate-limited / transient -> back to `pending`;
                        refused -> `error` + leads `failed`.
   ..._recover_stale    a batch left `sending` by a killed worker goes back to `pending`, re-sent with
@@ -23,6 +23,7 @@ its leads, which are locked in primary-key order, so overlapping writers seriali
 (docs/performance.md, Callback).
 """
 
+import json
 import logging
 import random
 import re
@@ -35,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
-from django.db.models import Count, F, Q, Value
+from django.db.models import Count, F, Max, Min, Q, Value
 from django.urls import reverse
 from django.utils import timezone
 
@@ -318,7 +319,8 @@ def _campaign_batches(*, campaign, leads, statuses, user, check_duplicate, redia
     batch_size = settings.CLOUDAGENT_BATCH_SIZE
     options = _request_options(campaign, check_duplicate=check_duplicate, redial=redial)
     last_id = 0
-    carry: list[int] = []
+    carry_ids: list[int] = []
+    carry_rows: list[list] = []
     while True:
         chunk = list(leads.filter(pk__gt=last_id).order_by("pk").values_list(*LEAD_ROW_FIELDS, named=True)[:CHUNK])
         if not chunk:
@@ -326,12 +328,13 @@ def _campaign_batches(*, campaign, leads, statuses, user, check_duplicate, redia
         last_id = chunk[-1].pk
         built = build_rows(campaign.column_map, ((lead.pk, lead_values(lead, campaign)) for lead in chunk))
         summary.invalid += _leads_mark_invalid(built.rejected, statuses=statuses)
-        carry.extend(built.keys)
-        while len(carry) >= batch_size:
-            _batch_create(campaign, carry[:batch_size], statuses, options, user, summary)
-            carry = carry[batch_size:]
-    if carry:
-        _batch_create(campaign, carry, statuses, options, user, summary)
+        carry_ids.extend(built.keys)
+        carry_rows.extend(built.rows)
+        while len(carry_ids) >= batch_size:
+            _batch_create(campaign, carry_ids[:batch_size], carry_rows[:batch_size], statuses, options, user, summary)
+            carry_ids, carry_rows = carry_ids[batch_size:], carry_rows[batch_size:]
+    if carry_ids:
+        _batch_create(campaign, carry_ids, carry_rows, statuses, options, user, summary)
 
 
 def _request_options(campaign: Campaign, *, check_duplicate: bool = False, redial: str = "") -> dict:
@@ -373,20 +376,27 @@ def _leads_mark_invalid(rejections, *, statuses, unlink: bool = False) -> int:
 
 
 @transaction.atomic
-def _batch_create(campaign, lead_ids, statuses, options, user, summary) -> None:
+def _batch_create(campaign, lead_ids, rows, statuses, options, user, summary) -> None:
     """One transaction per batch: the leads that are still pushable move to `queued` in the same UPDATE that
-    ties them to the batch, so a lead is never in two live batches."""
+    ties them to the batch, so a lead is never in two live batches. The rows just built for them are kept on
+    the batch, stamped with the leads' new `updated_at`, so its send need not build them again (_rows_as_cut)."""
+    now = timezone.now()
     batch = UploadTransaction.objects.create(
-        campaign=campaign, options=options, pushed_by=user, row_count=len(lead_ids)
+        campaign=campaign,
+        options=options,
+        pushed_by=user,
+        row_count=len(lead_ids),
+        built_rows=json.dumps(rows, separators=(",", ":")),
+        rows_built_at=now,
     )
     taken = Lead.objects.filter(pk__in=lead_ids, status__in=statuses).update(
-        status=Lead.Status.QUEUED, status_reason="", upload_transaction=batch, updated_at=timezone.now()
+        status=Lead.Status.QUEUED, status_reason="", upload_transaction=batch, updated_at=now
     )
     if not taken:
         batch.delete()
         return
-    if taken != len(lead_ids):  # some changed state since they were read: the batch holds the rest
-        UploadTransaction.objects.filter(pk=batch.pk).update(row_count=taken)
+    if taken != len(lead_ids):  # some changed state since they were read: the batch holds the rest, rebuilt
+        UploadTransaction.objects.filter(pk=batch.pk).update(row_count=taken, built_rows="", rows_built_at=None)
     summary.leads += taken
     summary.batches += 1
 
@@ -406,18 +416,13 @@ def upload_transaction_claim_next(*, account_id: int, last_served: dict[int, flo
     ready = selectors.upload_transactions_sendable(account_id=account_id).filter(
         Q(not_before__isnull=True) | Q(not_before__lte=now)
     )
-    campaign_ids = list(ready.order_by().values_list("campaign_id", flat=True).distinct())
-    for campaign_id in sorted(campaign_ids, key=lambda cid: (last_served.get(cid, float("-inf")), cid)):
-        for batch_id in ready.filter(campaign_id=campaign_id).order_by("pk").values_list("pk", flat=True)[:5]:
-            claimed = UploadTransaction.objects.filter(pk=batch_id, state=UploadTransaction.State.PENDING).update(
-                # No request for this claim yet: recovery tells a batch never sent from one maybe sent by it.
-                state=UploadTransaction.State.SENDING,
-                claimed_at=now,
-                last_attempt_at=None,
-                updated_at=now,
-            )
-            if claimed:
-                return UploadTransaction.objects.select_related("campaign__account").get(pk=batch_id)
+    oldest = dict(ready.order_by().values_list("campaign_id").annotate(first=Min("pk")))
+    for campaign_id in sorted(oldest, key=lambda cid: (last_served.get(cid, float("-inf")), cid)):
+        claimed = UploadTransaction.objects.filter(pk=oldest[campaign_id], state=UploadTransaction.State.PENDING)
+        # No request for this claim yet: recovery tells a batch never sent from one maybe sent by it. (Should
+        # another process have taken the batch, the account's next step looks again.)
+        if claimed.update(state=UploadTransaction.State.SENDING, claimed_at=now, last_attempt_at=None, updated_at=now):
+            return UploadTransaction.objects.select_related("campaign__account").get(pk=oldest[campaign_id])
     return None
 
 
@@ -436,19 +441,42 @@ def upload_transaction_prepare(*, batch: UploadTransaction) -> PreparedBatch | N
     it does not eat into the pace). Leads our checks now refuse leave the batch; a batch left empty ends here
     and None comes back."""
     campaign = batch.campaign
-    leads = Lead.objects.filter(upload_transaction=batch, status=Lead.Status.QUEUED).order_by("pk")
-    rows = leads.values_list(*LEAD_ROW_FIELDS, named=True)
-    built = build_rows(campaign.column_map, ((lead.pk, lead_values(lead, campaign)) for lead in rows))
-    _leads_mark_invalid(built.rejected, statuses=[Lead.Status.QUEUED], unlink=True)
-    if not built.rows:
-        _finish_error(
-            batch, "nothing left to send: every lead was refused by our own checks", lead_status=None, attempted=False
-        )
-        return None
+    rows = _rows_as_cut(batch)
+    if rows is None:
+        leads = Lead.objects.filter(upload_transaction=batch, status=Lead.Status.QUEUED).order_by("pk")
+        values = leads.values_list(*LEAD_ROW_FIELDS, named=True)
+        built = build_rows(campaign.column_map, ((lead.pk, lead_values(lead, campaign)) for lead in values))
+        _leads_mark_invalid(built.rejected, statuses=[Lead.Status.QUEUED], unlink=True)
+        if not built.rows:
+            _finish_error(
+                batch,
+                "nothing left to send: every lead was refused by our own checks",
+                lead_status=None,
+                attempted=False,
+            )
+            return None
+        rows = built.rows
     # An attempt whose outcome was unknown may have reached CloudAgent: every re-send skips its duplicates.
     options = {**batch.options, "checkDuplicate": bool(batch.options.get("checkDuplicate") or batch.ambiguous_attempts)}
     callback_url = callback_url_for(campaign.account)
-    return PreparedBatch(batch=batch, rows=built.rows, options=options, callback_url=callback_url)
+    return PreparedBatch(batch=batch, rows=rows, options=options, callback_url=callback_url)
+
+
+def _rows_as_cut(batch: UploadTransaction) -> list | None:
+    """The rows built when the batch was cut, while they still say what its leads say: the same leads are in it
+    and neither they nor the campaign changed since (an edit stamps `updated_at`). A push's first sends go out
+    at once, with no time to build ahead: reading 500 leads and building their rows would be most of their
+    cost (docs/performance.md, "Push pacing"). None: build them again."""
+    if not batch.built_rows or batch.rows_built_at is None or batch.campaign.updated_at > batch.rows_built_at:
+        return None
+    now_in_batch = Lead.objects.filter(upload_transaction=batch, status=Lead.Status.QUEUED).aggregate(
+        leads=Count("pk"), changed=Max("updated_at")
+    )
+    rows = json.loads(batch.built_rows)
+    # Leads only ever leave a batch, so the same count is the same leads.
+    if now_in_batch["leads"] != len(rows) or now_in_batch["changed"] > batch.rows_built_at:
+        return None
+    return rows
 
 
 def upload_transaction_give_back(*, batch: UploadTransaction) -> bool:
@@ -472,12 +500,28 @@ def upload_transaction_give_back(*, batch: UploadTransaction) -> bool:
     )
 
 
-def upload_transaction_send(*, prepared: PreparedBatch, client: CloudAgentClient, pacer: SlotPacer) -> str:
-    """Send one prepared batch in the account's next slot and record what became of it; returns the outcome.
+@dataclass
+class SentBatch:
+    """A batch whose request has left, with CloudAgent's answer (or the error) not yet written down."""
+
+    batch: UploadTransaction
+    result: AddBulkDataResult | None = None
+    error: CloudAgentError | None = None
+
+    @property
+    def account_refused(self) -> bool:
+        """The account's credentials were refused: its other batches will be ended, nothing more to send."""
+        return isinstance(self.error, AuthenticationError)
+
+
+def upload_transaction_send(*, prepared: PreparedBatch, client: CloudAgentClient, pacer: SlotPacer) -> SentBatch:
+    """Send one prepared batch in the account's next slot; upload_transaction_record writes what became of it.
 
     Raises SlotTimeout (with the seconds to wait) when the slot has not come yet: the batch stays claimed.
     No database transaction is open across the HTTP call. The slot is taken right before the request, so what
-    we count is what CloudAgent sees, and its time is written first: the pacer can be seeded with it."""
+    we count is what CloudAgent sees, and its time is written first: the pacer can be seeded with it. The
+    outcome is written apart so a dispatcher can send every due batch before writing any outcome (a wave of
+    first sends must not wait behind the database work of the ones already answered)."""
     batch, options = prepared.batch, prepared.options
     campaign = batch.campaign
     account_id = campaign.account_id
@@ -503,13 +547,19 @@ def upload_transaction_send(*, prepared: PreparedBatch, client: CloudAgentClient
             callback_url=prepared.callback_url,
         )
     except CloudAgentError as exc:
-        error = exc
-    else:
-        return _outcome_write(lambda: _record_accepted(batch, result))
-    if isinstance(error, RateLimitedError):
-        # CloudAgent counts differently from us: skip the next slot, and a whole window if it keeps saying so.
-        pacer.push_back(min(pacer.window_seconds, pacer.interval * 2 ** (batch.rate_limited + 1)))
-    return _outcome_write(lambda: _record_refusal(batch, error))
+        if isinstance(exc, RateLimitedError):
+            # CloudAgent counts differently from us: skip the next slot, and a whole window if it keeps saying so.
+            pacer.push_back(min(pacer.window_seconds, pacer.interval * 2 ** (batch.rate_limited + 1)))
+        return SentBatch(batch=batch, error=exc)
+    return SentBatch(batch=batch, result=result)
+
+
+def upload_transaction_record(*, sent: SentBatch) -> str:
+    """Write what became of a sent batch; returns the outcome. Retried through a database blip (_outcome_write):
+    the answer exists only in this process."""
+    if sent.result is not None:
+        return _outcome_write(lambda: _record_accepted(sent.batch, sent.result))
+    return _outcome_write(lambda: _record_refusal(sent.batch, sent.error))
 
 
 def _record_refusal(batch: UploadTransaction, exc: CloudAgentError) -> str:
@@ -557,6 +607,7 @@ def _record_accepted(batch: UploadTransaction, result: AddBulkDataResult) -> str
         ).update(
             state=UploadTransaction.State.QUEUED,
             transaction_id=result.transaction_id,
+            built_rows="",  # sent: CloudAgent holds them now
             response=result.raw,
             attempts=F("attempts") + 1,
             last_error="",
@@ -635,6 +686,7 @@ def _finish_error(
             .filter(state__in=[UploadTransaction.State.SENDING, UploadTransaction.State.PENDING])
             .update(
                 state=UploadTransaction.State.ERROR,
+                built_rows="",
                 last_error=message[:2000],
                 attempts=F("attempts") + int(attempted),
                 finished_at=now,
