@@ -85,6 +85,8 @@ class Workers:
     for memory."""
 
     def __init__(self, env: dict, log_name: str) -> None:
+        # As deployed: DEBUG off (with it on, Django keeps every query's SQL, a cost production does not pay).
+        env = {**env, "DJANGO_DEBUG": "0", "SECRET_KEY": "bench-only-secret-key", "LEADHUB_ALLOW_PLAIN_HTTP": "1"}
         (ROOT / "var").mkdir(exist_ok=True)  # a fresh clone has none yet
         self.log = open(ROOT / "var" / log_name, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(

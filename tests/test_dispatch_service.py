@@ -14,7 +14,8 @@ from datetime import timedelta
 import psutil
 import pytest
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import OperationalError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -236,6 +237,43 @@ def test_every_due_send_goes_before_any_outcome_is_written(many_accounts, make_l
     recorded = UploadTransaction.objects.values_list("sent_at", flat=True)
     assert len(arrivals) == len(recorded) == 3
     assert max(arrivals) < min(recorded).timestamp()
+
+
+def test_the_first_batches_of_many_accounts_are_claimed_and_made_ready_in_the_same_few_queries(
+    many_accounts, make_leads
+):
+    """After a push over a hundred accounts every first send is due at once: the bookkeeping before them must
+    not grow by queries per account."""
+    _, campaigns = many_accounts(6)
+    for n, campaign in enumerate(campaigns):
+        make_leads(3, campaign=campaign, start=n * 100)
+        leads_push(leads=Lead.objects.filter(campaign=campaign))
+
+    def queries_to_get_ready(accounts):
+        with CaptureQueriesContext(connection) as queries:
+            claimed = services.upload_transactions_claim_first(account_ids=accounts)
+            prepared = services.upload_transactions_prepare(batches=claimed)
+        assert sorted(p.batch.campaign.account_id for p in prepared) == sorted(accounts)
+        assert all(len(p.rows) == 3 for p in prepared)
+        return len(queries)
+
+    account_ids = [campaign.account_id for campaign in campaigns]
+    assert queries_to_get_ready(account_ids[:2]) == queries_to_get_ready(account_ids[2:])
+    assert UploadTransaction.objects.filter(state=State.SENDING).count() == 6
+
+
+def test_claiming_for_many_accounts_starts_each_with_its_lowest_campaign(many_accounts, make_leads):
+    _, (campaign,) = many_accounts(1)
+    later = Campaign.objects.create(account=campaign.account, name="Outbound_later", column_map=["PhoneNumber"])
+    make_leads(2, campaign=later)
+    make_leads(2, campaign=campaign, start=100)
+    leads_push(leads=Lead.objects.filter(campaign=later))  # the older batch belongs to the later campaign
+    leads_push(leads=Lead.objects.filter(campaign=campaign))
+
+    (claimed,) = services.upload_transactions_claim_first(account_ids=[campaign.account_id])
+
+    assert claimed.campaign_id == campaign.pk
+    assert list(UploadTransaction.objects.filter(state=State.PENDING).values_list("campaign", flat=True)) == [later.pk]
 
 
 def test_the_priority_pool_runs_the_most_urgent_task_first_and_everything_before_it_stops():

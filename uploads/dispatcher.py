@@ -254,7 +254,26 @@ class DispatchLoop:
                 account_id=account_id, held_until=held_until, pacer=account_pacer(account_id, self._redis)
             )
             self._schedule(account_id, 0.0)
+        self._first_batches_ready(taken)
         self._start_due_steps()
+
+    def _first_batches_ready(self, account_ids: list[int]) -> None:
+        """Seed the pacers, claim a batch per account and make it ready, for all the taken accounts in a few
+        queries: after a push over a hundred accounts every first send is due at once, and per-account
+        bookkeeping before each would make the last of them seconds late. Should this fail half-way, each
+        account's first step finds what was done (a batch claimed but not ready goes back) and goes on alone."""
+        window = self._accounts[account_ids[0]].pacer.window_seconds
+        history = selectors.accounts_recent_attempts(account_ids=account_ids, seconds=window * 2)
+        for account_id in account_ids:
+            self._accounts[account_id].pacer.seed(history.get(account_id, []))
+        claimed = services.upload_transactions_claim_first(account_ids=account_ids)
+        now = time.monotonic()
+        for batch in claimed:
+            account = self._accounts[batch.campaign.account_id]
+            account.claimed = batch
+            account.last_served[batch.campaign_id] = now
+        for prepared in services.upload_transactions_prepare(batches=claimed):
+            self._accounts[prepared.batch.campaign.account_id].prepared = prepared
 
     def _give_back_over_share(self, share: int) -> None:
         """A process that joined lowers everyone's share: give back the accounts over it, idle ones first."""
@@ -386,7 +405,7 @@ class DispatchLoop:
                 return None if retry_in is None else max(retry_in, 0.05)
             account.last_served[batch.campaign_id] = time.monotonic()
             account.claimed = batch
-            account.prepared = services.upload_transaction_prepare(batch=batch)
+            account.prepared = next(iter(services.upload_transactions_prepare(batches=[batch])), None)
             if account.prepared is None:
                 account.claimed = None
                 self.report.outcomes["empty"] += 1

@@ -192,13 +192,19 @@ class SlotPacer:
         args = [*self._rule, self._ttl_ms]
         wait_us, now_us = self._try_acquire(keys=self._keys, args=[*args, "1"])
         if wait_us < 0:
-            seeds = [math.floor(moment * 1e6) for moment in history()]
-            if self._seed(keys=self._keys, args=[self._rule[1], self._ttl_ms, *seeds]) and seeds:
-                logger.info("pacer %s: seeded with %d recent attempt(s) from the database", self.key, len(seeds))
+            self.seed(history())
             wait_us, now_us = self._try_acquire(keys=self._keys, args=[*args, "0"])
         wait = wait_us / 1e6
         logger.debug("pacer %s: Redis time %.6f, wait %.6f s", self.key, now_us / 1e6, wait)
         return wait, now_us / 1e6
+
+    def seed(self, moments: Iterable[float]) -> None:
+        """Give a pacer that holds no state for its key the account's recent attempts (Unix times), so it counts
+        them; a pacer that has state keeps it. A dispatcher taking many accounts seeds them all from one query
+        instead of one per account at its first send."""
+        seeds = [math.floor(moment * 1e6) for moment in moments]
+        if self._seed(keys=self._keys, args=[self._rule[1], self._ttl_ms, *seeds]) and seeds:
+            logger.info("pacer %s: seeded with %d recent attempt(s) from the database", self.key, len(seeds))
 
     def acquire(
         self,

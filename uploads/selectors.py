@@ -1,5 +1,6 @@
 """Read-only queries of the uploads app: for dashboards, the CLI, the admin and the services' own decisions."""
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -38,12 +39,17 @@ def accounts_with_batches_to_send() -> list[int]:
     return sorted(set(batches.order_by().values_list("campaign__account_id", flat=True).distinct()))
 
 
-def account_recent_attempts(*, account_id: int, seconds: float) -> list[float]:
-    """Unix times (the pacer's clock) of the account's requests within the last `seconds`, the latest per batch:
-    what seeds the pacer when Redis has forgotten it."""
+def accounts_recent_attempts(*, account_ids: Iterable[int], seconds: float) -> dict[int, list[float]]:
+    """Unix times (the pacer's clock) of each account's requests within the last `seconds`, the latest per
+    batch, in order: what seeds the pacer when Redis has forgotten it. One query for any number of accounts."""
     since = timezone.now() - timedelta(seconds=seconds)
-    moments = UploadTransaction.objects.filter(campaign__account_id=account_id, last_attempt_at__gt=since)
-    return sorted(moment.timestamp() for moment in moments.values_list("last_attempt_at", flat=True))
+    moments = UploadTransaction.objects.filter(campaign__account_id__in=list(account_ids), last_attempt_at__gt=since)
+    found: dict[int, list[float]] = {}
+    for account_id, moment in moments.order_by("last_attempt_at").values_list(
+        "campaign__account_id", "last_attempt_at"
+    ):
+        found.setdefault(account_id, []).append(moment.timestamp())
+    return found
 
 
 def dispatch_nodes_live() -> int:
@@ -55,7 +61,7 @@ def dispatch_nodes_live() -> int:
 def next_retry_in(*, account_id: int) -> float | None:
     """Seconds until the earliest backed-off batch may go (0 if one is ready), None when nothing waits."""
     first = list(
-        upload_transactions_sendable(account_id=account_id)
+        upload_transactions_sendable(account_ids=[account_id])
         .order_by(F("not_before").asc(nulls_first=True))
         .values_list("not_before", flat=True)[:1]
     )
@@ -64,10 +70,10 @@ def next_retry_in(*, account_id: int) -> float | None:
     return 0.0 if first[0] is None else max(0.0, (first[0] - timezone.now()).total_seconds())
 
 
-def upload_transactions_sendable(*, account_id: int):
+def upload_transactions_sendable(*, account_ids: Iterable[int]):
     """Pending batches the dispatcher may send: an inactive account or campaign keeps its batches waiting."""
     return UploadTransaction.objects.filter(
-        campaign__account_id=account_id,
+        campaign__account_id__in=list(account_ids),
         campaign__account__is_active=True,
         campaign__is_active=True,
         state=UploadTransaction.State.PENDING,

@@ -413,7 +413,7 @@ def upload_transaction_claim_next(*, account_id: int, last_served: dict[int, flo
     """Take the next batch to send: campaigns sharing the account take turns (the one served longest ago goes
     first), so one big push cannot starve another campaign; within a campaign, oldest batch first."""
     now = timezone.now()
-    ready = selectors.upload_transactions_sendable(account_id=account_id).filter(
+    ready = selectors.upload_transactions_sendable(account_ids=[account_id]).filter(
         Q(not_before__isnull=True) | Q(not_before__lte=now)
     )
     oldest = dict(ready.order_by().values_list("campaign_id").annotate(first=Min("pk")))
@@ -426,6 +426,32 @@ def upload_transaction_claim_next(*, account_id: int, last_served: dict[int, flo
     return None
 
 
+def upload_transactions_claim_first(*, account_ids: Iterable[int]) -> list[UploadTransaction]:
+    """Claim the next batch of each of these accounts together: a dispatcher that takes a hundred accounts at
+    once (one push over all of them) must not pay three queries per account before their first sends. Each
+    account's turn starts with its lowest-numbered campaign, as upload_transaction_claim_next's would."""
+    now = timezone.now()
+    ready = selectors.upload_transactions_sendable(account_ids=account_ids).filter(
+        Q(not_before__isnull=True) | Q(not_before__lte=now)
+    )
+    first: dict[int, tuple[int, int]] = {}
+    oldest = ready.order_by().values_list("campaign__account_id", "campaign_id").annotate(first=Min("pk"))
+    for account_id, campaign_id, batch_id in oldest:
+        first[account_id] = min(first.get(account_id, (campaign_id, batch_id)), (campaign_id, batch_id))
+    ids = [batch_id for _, batch_id in first.values()]
+    if not ids:
+        return []
+    with transaction.atomic():  # claimed and read together: a claim nobody read would hold its batch
+        UploadTransaction.objects.filter(pk__in=ids, state=UploadTransaction.State.PENDING).update(
+            state=UploadTransaction.State.SENDING, claimed_at=now, last_attempt_at=None, updated_at=now
+        )
+        return list(
+            UploadTransaction.objects.filter(pk__in=ids, state=UploadTransaction.State.SENDING, claimed_at=now)
+            .select_related("campaign__account")
+            .order_by("pk")
+        )
+
+
 @dataclass
 class PreparedBatch:
     """A claimed batch with its rows built and its request fields fixed: what is left is the slot and the call."""
@@ -436,12 +462,17 @@ class PreparedBatch:
     callback_url: str
 
 
-def upload_transaction_prepare(*, batch: UploadTransaction) -> PreparedBatch | None:
-    """Build the claimed batch's rows ahead of its slot (the database work a send needs, done before the slot so
-    it does not eat into the pace). Leads our checks now refuse leave the batch; a batch left empty ends here
-    and None comes back."""
+def upload_transactions_prepare(*, batches: list[UploadTransaction]) -> list[PreparedBatch]:
+    """Get claimed batches ready to send ahead of their slots (the database work a send needs, done before the
+    slot so it does not eat into the pace): the rows kept from the cut where they still hold, else built again.
+    Leads our checks now refuse leave their batch; a batch left empty ends here and is not returned."""
+    kept = _rows_as_cut(batches)
+    prepared = (_prepare(batch, kept.get(batch.pk)) for batch in batches)
+    return [batch for batch in prepared if batch is not None]
+
+
+def _prepare(batch: UploadTransaction, rows: list | None) -> PreparedBatch | None:
     campaign = batch.campaign
-    rows = _rows_as_cut(batch)
     if rows is None:
         leads = Lead.objects.filter(upload_transaction=batch, status=Lead.Status.QUEUED).order_by("pk")
         values = leads.values_list(*LEAD_ROW_FIELDS, named=True)
@@ -462,21 +493,33 @@ def upload_transaction_prepare(*, batch: UploadTransaction) -> PreparedBatch | N
     return PreparedBatch(batch=batch, rows=rows, options=options, callback_url=callback_url)
 
 
-def _rows_as_cut(batch: UploadTransaction) -> list | None:
-    """The rows built when the batch was cut, while they still say what its leads say: the same leads are in it
-    and neither they nor the campaign changed since (an edit stamps `updated_at`). A push's first sends go out
-    at once, with no time to build ahead: reading 500 leads and building their rows would be most of their
-    cost (docs/performance.md, "Push pacing"). None: build them again."""
-    if not batch.built_rows or batch.rows_built_at is None or batch.campaign.updated_at > batch.rows_built_at:
-        return None
-    now_in_batch = Lead.objects.filter(upload_transaction=batch, status=Lead.Status.QUEUED).aggregate(
-        leads=Count("pk"), changed=Max("updated_at")
+def _rows_as_cut(batches: list[UploadTransaction]) -> dict[int, list]:
+    """By batch id, the rows built when the batch was cut, where they still say what its leads say: the same
+    leads are in it and neither they nor the campaign changed since (an edit stamps `updated_at`). A push's
+    first sends go out at once, with no time to build ahead: reading 500 leads and building their rows would
+    be most of their cost (docs/performance.md, "Push pacing"). One query for any number of batches."""
+    kept = [
+        batch
+        for batch in batches
+        if batch.built_rows and batch.rows_built_at and batch.campaign.updated_at <= batch.rows_built_at
+    ]
+    if not kept:
+        return {}
+    in_batches = (
+        Lead.objects.filter(upload_transaction__in=[batch.pk for batch in kept], status=Lead.Status.QUEUED)
+        .order_by()
+        .values_list("upload_transaction")
+        .annotate(leads=Count("pk"), changed=Max("updated_at"))
     )
-    rows = json.loads(batch.built_rows)
-    # Leads only ever leave a batch, so the same count is the same leads.
-    if now_in_batch["leads"] != len(rows) or now_in_batch["changed"] > batch.rows_built_at:
-        return None
-    return rows
+    now_in = {batch_id: (leads, changed) for batch_id, leads, changed in in_batches}
+    found = {}
+    for batch in kept:
+        leads, changed = now_in.get(batch.pk, (0, None))
+        rows = json.loads(batch.built_rows)
+        # Leads only ever leave a batch, so the same count is the same leads.
+        if leads == len(rows) and changed <= batch.rows_built_at:
+            found[batch.pk] = rows
+    return found
 
 
 def upload_transaction_give_back(*, batch: UploadTransaction) -> bool:
@@ -526,7 +569,9 @@ def upload_transaction_send(*, prepared: PreparedBatch, client: CloudAgentClient
     campaign = batch.campaign
     account_id = campaign.account_id
     wait, granted_at = pacer.take(
-        history=lambda: selectors.account_recent_attempts(account_id=account_id, seconds=pacer.window_seconds * 2)
+        history=lambda: selectors.accounts_recent_attempts(
+            account_ids=[account_id], seconds=pacer.window_seconds * 2
+        ).get(account_id, [])
     )
     if wait > 0:
         raise SlotTimeout(f"pacer {pacer.key}: next slot in {wait:.3f} s", wait=wait)
