@@ -13,10 +13,12 @@ from django.views.decorators.http import require_POST
 from calls.models import CallSummaryPost
 from calls.selectors import account_for_secret
 from calls.services import call_summary_post_take
+from leadhub.webhooks import unavailable_while_the_database_is_down
 
 
 @csrf_exempt
 @require_POST
+@unavailable_while_the_database_is_down
 def cloudagent_call_summary(request, secret: str):
     """200 when applied or a duplicate, 400 when malformed (kept as `invalid`), 202 when applying it broke on our
     side (kept as `received` for the sweep), 404 for an unknown secret, 413 over the size cap; never a 500."""

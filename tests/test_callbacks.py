@@ -6,8 +6,10 @@ from datetime import datetime, timedelta
 from io import StringIO
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -125,6 +127,27 @@ def test_only_http_urls_to_a_host_are_fetched(url, fine):
 
 
 # --- the endpoint ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_the_database_gone_the_callback_is_answered_503_with_retry_after(client, account, callback_url):
+    """The connection a request would use is dropped (as a PostgreSQL restart does): the sender is told to come
+    back, not handed a 500."""
+    if connection.vendor != "postgresql":
+        pytest.skip("pg_terminate_backend is PostgreSQL's")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    db = connection.settings_dict
+    with psycopg.connect(
+        dbname=db["NAME"], host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], autocommit=True
+    ) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    response = client.post(callback_url, data=b"{}", content_type="application/json")
+
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+    assert client.post(callback_url, data=b"{}", content_type="application/json").status_code == 400, "back"
 
 
 def test_an_unknown_secret_is_404_and_stores_nothing(client, account):

@@ -8,16 +8,20 @@ from datetime import timedelta
 
 import django_rq
 import pytest
+import redis
 from django.conf import settings
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import SimpleWorker
 
 from campaigns.models import Campaign, CloudAgentAccount, Lead
 from tests.fixtures.core import LoopbackHTTPServer, QuietHandler
 from tests.fixtures.push import dispatch
-from uploads import services
+from tests.private_redis import free_port
+from uploads import selectors, services
 from uploads.dispatcher import unfinished_work_resume
 from uploads.models import CallbackEvent, PushRequest, PushRequestLead, UploadTransaction
 from uploads.ratelimit import account_pacer
@@ -379,6 +383,24 @@ def test_the_campaign_progress_page_shows_leads_batches_and_budget(admin_client,
     assert progress["budget"].limit == 5
     assert page.context["refresh"] is True, "the page refreshes itself while batches wait"
     assert 'http-equiv="refresh"' in page.content.decode()
+
+
+def test_with_redis_unreachable_a_push_still_goes_in_and_the_progress_page_says_the_budget_is_unknown(
+    admin_client, push_account, campaign, make_leads, monkeypatch
+):
+    """The database holds the work: a push and the pages that show it must not fail because the pacer's
+    Redis is down (a real client on a port where nothing listens)."""
+    unreachable = redis.Redis(port=free_port(), retry=Retry(NoBackoff(), 0))
+    monkeypatch.setattr(selectors, "account_pacer", lambda account_id: account_pacer(account_id, unreachable))
+    make_leads(700)
+
+    summary = push_all(campaign)
+    page = admin_client.get(reverse("admin:campaigns_campaign_progress", args=[campaign.pk]))
+
+    assert (summary["leads"], summary["batches"]) == (700, 2)
+    assert summary["eta_seconds"] == pytest.approx(account_pacer(campaign.account_id).interval, abs=0.05)
+    assert page.status_code == 200
+    assert page.context["progress"]["budget"] is None and 'id="budget-unknown"' in page.content.decode()
 
 
 def test_the_recovery_sweep_enqueues_again_a_push_request_whose_job_was_lost(

@@ -3,6 +3,7 @@
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+import redis
 from django.conf import settings
 from django.db.models import Count, F, Min, Q
 from django.db.models.functions import Coalesce
@@ -12,7 +13,7 @@ from django.utils.crypto import constant_time_compare
 from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
 from uploads.models import DispatchLease, DispatchNode, PushRequest, UploadTransaction
 from uploads.queues import LEADS_PUSH_JOB_TIMEOUT, redis_problem
-from uploads.ratelimit import account_pacer
+from uploads.ratelimit import PacerStatus, SlotPacer, account_pacer
 
 
 def push_requests_stalled(*, pending_for: timedelta = timedelta(minutes=5)) -> list[int]:
@@ -92,8 +93,19 @@ def push_eta_seconds(*, account_id: int, more_batches: int = 0) -> float:
     )
     if not waiting:
         return 0.0
-    status = account_pacer(account_id).status()
-    return status.next_slot_in + (waiting - 1) * status.interval
+    pacer = account_pacer(account_id)
+    status = pacer_status(pacer)
+    # With the pacer out of reach (Redis down) a push still goes in: the estimate takes the next slot as free.
+    return (status.next_slot_in if status else 0.0) + (waiting - 1) * pacer.interval
+
+
+def pacer_status(pacer: SlotPacer) -> PacerStatus | None:
+    """The pacer's state, or None while Redis is unreachable: the database holds the work, so pages and pushes
+    go on without the budget figures."""
+    try:
+        return pacer.status()
+    except redis.RedisError:
+        return None
 
 
 def account_for_callback_secret(secret: str) -> CloudAgentAccount | None:
@@ -174,7 +186,7 @@ def campaign_progress(*, campaign: Campaign) -> dict:
 
     counts = status_counts(campaign=campaign)
     states = counts["transactions"]
-    budget = account_pacer(campaign.account_id).status()
+    budget = pacer_status(account_pacer(campaign.account_id))
     return {
         "leads": counts["leads"],
         "lead_total": sum(counts["leads"].values()),

@@ -13,6 +13,7 @@ from django.http import JsonResponse, UnreadablePostError
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from leadhub.webhooks import unavailable_while_the_database_is_down
 from uploads.callbacks import callback_event_receive
 from uploads.models import CallbackEvent
 from uploads.selectors import account_for_callback_secret
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 @csrf_exempt
 @require_POST
+@unavailable_while_the_database_is_down
 def cloudagent_callback(request, secret: str):
     """Answers 200 when the callback is applied, waiting for its transaction, or ignored as a duplicate; 400
     when it is malformed (kept as `invalid`); 202 when applying it broke on our side (kept as `received`
