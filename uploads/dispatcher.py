@@ -11,7 +11,10 @@ The loop thread only keeps time: a heap of (when, account) entries, each account
 small thread pool and does at most one thing for its account — claim and prepare the next batch ahead of its
 slot (PREPARE_AHEAD_SECONDS: the database work must not eat into the pace), or, at the slot, send it — and
 returns when the account needs the next step. No thread ever waits for an account's slot, so accounts cost a
-heap entry and a little state each, and one process serves hundreds (README, "Push and dispatch").
+heap entry and a little state each, and one process serves hundreds (README, "Push and dispatch"). Once a step
+has sent, the writing of its outcome is queued behind every due step (PriorityPool), and the account's next step
+waits for it. Accounts taken together get their first batches claimed and made ready in a few queries for all of
+them (_first_batches_ready): after a push over a hundred accounts every first send is due at once.
 
 Every LEADHUB_DISPATCH_POLL_SECONDS the loop renews its leases in one UPDATE, writes its heartbeat, and takes
 unowned accounts with batches up to its share (accounts with batches / live processes). Every

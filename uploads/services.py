@@ -4,7 +4,9 @@ callback events applied to them goes through here, whether a push, a callback or
 The life of a batch (docs/cloudagent-contract.md has the provider's side):
   leads_push           new leads -> batches of <= CLOUDAGENT_BATCH_SIZE: transaction `pending`, leads `queued`
   ..._claim_next       the account's dispatcher takes the fairest ready batch: `pending` -> `sending`
-  ..._prepare          its rows are built ahead of its slot (a batch left empty ends `error`)
+  ..._claim_first      (the first batch of many accounts at once, in a few queries)
+  ..._prepare          its rows, kept from the cut or built again, ready ahead of its slot (a batch left
+                       empty ends `error`)
   ..._send             in the account's slot, one HTTP request, with no database transaction open across it;
   ..._record           then one outcome:
                        accepted -> `queued` + leads `sent`; rate-limited / transient -> back to `pending`;
