@@ -22,8 +22,9 @@ from django.utils import timezone
 from campaigns.models import Campaign, CloudAgentAccount, Lead
 from tests.fixtures.push import PUSH_LIMITS, dispatch, subprocess_env
 from uploads import services
-from uploads.dispatcher import RECORD, STEP, DispatchLoop, PriorityPool
+from uploads.dispatcher import RECORD, STEP, DispatchLoop, PriorityPool, _Account
 from uploads.models import DispatchLease, DispatchNode, UploadTransaction
+from uploads.ratelimit import account_pacer
 from uploads.services import leads_push
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -260,6 +261,31 @@ def test_the_first_batches_of_many_accounts_are_claimed_and_made_ready_in_the_sa
     account_ids = [campaign.account_id for campaign in campaigns]
     assert queries_to_get_ready(account_ids[:2]) == queries_to_get_ready(account_ids[2:])
     assert UploadTransaction.objects.filter(state=State.SENDING).count() == 6
+
+
+def test_a_dispatcher_taking_accounts_makes_ready_at_once_only_the_batches_whose_slot_is_free(
+    many_accounts, make_leads
+):
+    """A batch made ready for a slot seconds away would only wait in memory; the account's own step claims it
+    ahead of its slot instead."""
+    _, (free, busy) = many_accounts(2)
+    for n, campaign in enumerate((free, busy)):
+        make_leads(3, campaign=campaign, start=n * 100)
+        leads_push(leads=Lead.objects.filter(campaign=campaign))
+    sent_just_now = UploadTransaction.objects.create(campaign=busy, state=State.QUEUED, last_attempt_at=timezone.now())
+    loop = DispatchLoop(until_idle=True)
+    for campaign in (free, busy):  # as _take holds them, without letting their steps run
+        account_id = campaign.account_id
+        loop._accounts[account_id] = _Account(account_id, 0.0, account_pacer(account_id, loop._redis))
+
+    loop._first_batches_ready([free.account_id, busy.account_id])
+
+    states = dict(UploadTransaction.objects.exclude(pk=sent_just_now.pk).values_list("campaign", "state"))
+    assert states == {free.pk: State.SENDING, busy.pk: State.PENDING}
+    assert loop._accounts[free.account_id].prepared.rows and loop._accounts[busy.account_id].prepared is None
+    loop.stop()
+    loop._shutdown()
+    assert UploadTransaction.objects.filter(campaign=free, state=State.PENDING).exists(), "the claim went back"
 
 
 def test_claiming_for_many_accounts_starts_each_with_its_lowest_campaign(many_accounts, make_leads):

@@ -265,11 +265,14 @@ class DispatchLoop:
         queries: after a push over a hundred accounts every first send is due at once, and per-account
         bookkeeping before each would make the last of them seconds late. Should this fail half-way, each
         account's first step finds what was done (a batch claimed but not ready goes back) and goes on alone."""
-        window = self._accounts[account_ids[0]].pacer.window_seconds
-        history = selectors.accounts_recent_attempts(account_ids=account_ids, seconds=window * 2)
+        pacer = self._accounts[account_ids[0]].pacer
+        history = selectors.accounts_recent_attempts(account_ids=account_ids, seconds=pacer.window_seconds * 2)
         for account_id in account_ids:
             self._accounts[account_id].pacer.seed(history.get(account_id, []))
-        claimed = services.upload_transactions_claim_first(account_ids=account_ids)
+        # Only accounts whose slot is free now: a batch made ready for a later slot would only wait in memory.
+        last_useful = time.time() - pacer.interval
+        free_now = [a for a in account_ids if not history.get(a) or history[a][-1] < last_useful]
+        claimed = services.upload_transactions_claim_first(account_ids=free_now)
         now = time.monotonic()
         for batch in claimed:
             account = self._accounts[batch.campaign.account_id]
