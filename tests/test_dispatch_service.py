@@ -288,6 +288,32 @@ def test_a_dispatcher_taking_accounts_makes_ready_at_once_only_the_batches_whose
     assert UploadTransaction.objects.filter(campaign=free, state=State.PENDING).exists(), "the claim went back"
 
 
+def test_when_getting_taken_accounts_ready_together_fails_half_way_each_goes_on_alone(
+    push_account, campaign, make_leads, push_emulator, monkeypatch
+):
+    """The batch was claimed, then the database went away before it was ready: the account's first step gives it
+    back as never sent and sends it once, without checkDuplicate."""
+    make_leads(5)
+    leads_push(leads=Lead.objects.filter(campaign=campaign))
+    prepare = services.upload_transactions_prepare
+    calls = []
+
+    def database_gone_the_first_time(*, batches):
+        calls.append(len(batches))
+        if len(calls) == 1:
+            raise OperationalError("the database went away")
+        return prepare(batches=batches)
+
+    monkeypatch.setattr(services, "upload_transactions_prepare", database_gone_the_first_time)
+
+    dispatch(account_id=push_account.pk)
+
+    assert calls[0] == 1, "the shortcut had claimed the batch"
+    sent = push_emulator.inspect("requests")["requests"]
+    assert [r["fields"]["checkDuplicate"] for r in sent] == ["false"]
+    assert UploadTransaction.objects.get().state == State.QUEUED
+
+
 def test_claiming_for_many_accounts_starts_each_with_its_lowest_campaign(many_accounts, make_leads):
     _, (campaign,) = many_accounts(1)
     later = Campaign.objects.create(account=campaign.account, name="Outbound_later", column_map=["PhoneNumber"])

@@ -257,7 +257,12 @@ class DispatchLoop:
                 account_id=account_id, held_until=held_until, pacer=account_pacer(account_id, self._redis)
             )
             self._schedule(account_id, 0.0)
-        self._first_batches_ready(taken)
+        try:
+            self._first_batches_ready(taken)
+        except OUTAGES as exc:  # only a shortcut: each account's first step does the same work alone
+            logger.warning("dispatcher %s: could not get the taken accounts ready together: %s", self.name, exc)
+        except Exception:
+            logger.exception("dispatcher %s: could not get the taken accounts ready together", self.name)
         self._start_due_steps()
 
     def _first_batches_ready(self, account_ids: list[int]) -> None:
