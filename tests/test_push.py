@@ -4,17 +4,16 @@ Real Redis and the emulator over HTTP, with the limits shrunk (tests/fixtures/pu
 
 import json
 import os
+import socket
+import threading
 from datetime import timedelta
 
 import django_rq
 import pytest
-import redis
 from django.conf import settings
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from rq import SimpleWorker
 
 from campaigns.models import Campaign, CloudAgentAccount, Lead
@@ -386,12 +385,11 @@ def test_the_campaign_progress_page_shows_leads_batches_and_budget(admin_client,
 
 
 def test_with_redis_unreachable_a_push_still_goes_in_and_the_progress_page_says_the_budget_is_unknown(
-    admin_client, push_account, campaign, make_leads, monkeypatch
+    admin_client, push_account, campaign, make_leads, settings
 ):
-    """The database holds the work: a push and the pages that show it must not fail because the pacer's
-    Redis is down (a real client on a port where nothing listens)."""
-    unreachable = redis.Redis(port=free_port(), retry=Retry(NoBackoff(), 0))
-    monkeypatch.setattr(selectors, "account_pacer", lambda account_id: account_pacer(account_id, unreachable))
+    """The database holds the work: a push and the pages that show it must not fail because Redis is down (a
+    real client on a port where nothing listens)."""
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
     make_leads(700)
 
     summary = push_all(campaign)
@@ -401,6 +399,33 @@ def test_with_redis_unreachable_a_push_still_goes_in_and_the_progress_page_says_
     assert summary["eta_seconds"] == pytest.approx(account_pacer(campaign.account_id).interval, abs=0.05)
     assert page.status_code == 200
     assert page.context["progress"]["budget"] is None and 'id="budget-unknown"' in page.content.decode()
+
+
+def test_a_failing_redis_is_asked_once_for_a_push_eta_not_retried(push_account, campaign, make_leads, settings):
+    """redis-py retries a failed call three times with back-off (~4.5 s): a push over a hundred accounts would
+    wait minutes for its ETA while Redis is down. The ETA's client gives up at once."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def accept_and_hang_up():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+            conn.close()
+
+    threading.Thread(target=accept_and_hang_up, daemon=True).start()
+    settings.REDIS_URL = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    make_leads(3)
+    push_all(campaign)
+
+    eta = selectors.push_eta_seconds(account_id=campaign.account_id)
+
+    listener.close()
+    assert eta == 0.0, "one batch waiting, its slot taken as free"
+    assert len(accepted) == 3, "the push (its nudge, its ETA) and this ETA: one connection each, no retries"
 
 
 def test_the_recovery_sweep_enqueues_again_a_push_request_whose_job_was_lost(

@@ -12,7 +12,7 @@ from django.utils.crypto import constant_time_compare
 
 from campaigns.models import Campaign, CloudAgentAccount, Lead, LeadImport
 from uploads.models import DispatchLease, DispatchNode, PushRequest, UploadTransaction
-from uploads.queues import LEADS_PUSH_JOB_TIMEOUT, redis_problem
+from uploads.queues import LEADS_PUSH_JOB_TIMEOUT, redis_fail_fast, redis_problem
 from uploads.ratelimit import PacerStatus, SlotPacer, account_pacer
 
 
@@ -93,7 +93,7 @@ def push_eta_seconds(*, account_id: int, more_batches: int = 0) -> float:
     )
     if not waiting:
         return 0.0
-    pacer = account_pacer(account_id)
+    pacer = account_pacer(account_id, redis_fail_fast())
     status = pacer_status(pacer)
     # With the pacer out of reach (Redis down) a push still goes in: the estimate takes the next slot as free.
     return (status.next_slot_in if status else 0.0) + (waiting - 1) * pacer.interval
@@ -186,7 +186,7 @@ def campaign_progress(*, campaign: Campaign) -> dict:
 
     counts = status_counts(campaign=campaign)
     states = counts["transactions"]
-    budget = pacer_status(account_pacer(campaign.account_id))
+    budget = pacer_status(account_pacer(campaign.account_id, redis_fail_fast()))
     return {
         "leads": counts["leads"],
         "lead_total": sum(counts["leads"].values()),
