@@ -17,12 +17,13 @@ from emulator.settings import FILE_FORMATS
 
 
 class FailedFiles:
-    """The stored files by name. Its own lock: downloads must not wait for the emulator's queue."""
+    """The stored files by name, each kept until its link expires (a long demo run must not keep every failed
+    file it ever made). Its own lock: downloads must not wait for the emulator's queue."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._secret = secrets.token_bytes(32)
-        self._files: dict[str, tuple[str, bytes]] = {}
+        self._files: dict[str, tuple[str, bytes, float]] = {}  # name: (content type, content, expiry)
 
     def clear(self) -> None:
         with self._lock:
@@ -40,9 +41,12 @@ class FailedFiles:
             csv.writer(out).writerows(table)
             content = out.getvalue().encode()
         name = f"{secrets.token_hex(16)}.{file_format}"
+        now = time.time()
+        expires = str(int(now + ttl))  # whole seconds; a TTL of 0 is expired at once
         with self._lock:
-            self._files[name] = (FILE_FORMATS[file_format], content)
-        expires = str(int(time.time() + ttl))  # whole seconds; a TTL of 0 is expired at once
+            for expired in [stored for stored, (_, _, until) in self._files.items() if until <= now]:
+                del self._files[expired]
+            self._files[name] = (FILE_FORMATS[file_format], content, int(expires))
         query = urlencode({"expires": expires, "signature": self._sign(name, expires)})
         return f"{base_url}/files/{name}?{query}"
 
@@ -53,13 +57,15 @@ class FailedFiles:
         expires, signature = params.get("expires", [""])[0], params.get("signature", [""])[0]
         with self._lock:
             stored = self._files.get(name)
+        signed = expires.isdigit() and hmac.compare_digest(self._sign(name, expires), signature)
+        if signed and time.time() >= int(expires):  # its file may be gone already: the link says it expired
+            return _store_error(403, "AccessDenied", "Request has expired")
         if stored is None:
             return _store_error(404, "NoSuchKey", "The specified key does not exist.")
-        if not expires.isdigit() or not hmac.compare_digest(self._sign(name, expires), signature):
+        if not signed:
             return _store_error(403, "SignatureDoesNotMatch", "The request signature does not match.")
-        if time.time() >= int(expires):
-            return _store_error(403, "AccessDenied", "Request has expired")
-        return 200, *stored
+        content_type, content, _ = stored
+        return 200, content_type, content
 
     def _sign(self, name: str, expires: str) -> str:
         return hmac.new(self._secret, f"{name}:{expires}".encode(), hashlib.sha256).hexdigest()

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from emulator.files import FailedFiles
 from tests.fixtures.core import LoopbackHTTPServer, QuietHandler
 from tests.fixtures.emulator import REPO_ROOT
 
@@ -593,6 +594,20 @@ def test_the_failed_file_link_is_signed_and_expires(emulator, http):
     expired = failed_file_url(emulator, http)
     answer = http.get(expired, timeout=10)
     assert answer.status_code == 403 and "expired" in answer.text
+
+
+def test_a_failed_file_is_kept_only_until_its_link_expires_and_its_link_still_says_expired():
+    files = FailedFiles()
+    expired = files.store(["PhoneNumber"], [(1, ["1"], "bad")], base_url="", file_format="csv", ttl=0)
+    kept = files.store(["PhoneNumber"], [(2, ["2"], "bad")], base_url="", file_format="csv", ttl=3600)
+
+    def get(link):
+        path, _, query = link.partition("?")
+        return files.serve(path.removeprefix("/files/"), query)
+
+    assert len(files._files) == 1, "the expired file was dropped when the next one came"
+    assert get(expired)[0] == 403 and b"expired" in get(expired)[2]
+    assert get(kept)[0] == 200 and b"2,bad" in get(kept)[2]
 
 
 def test_a_partial_success_can_carry_an_empty_failed_file_path_as_in_the_sample(emulator, http):
