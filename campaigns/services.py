@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from campaigns import queues
@@ -181,6 +182,33 @@ def import_previews_sweep(*, older_than: timedelta | None = None) -> int:
         except FileNotFoundError:
             pass  # a confirm or another sweep took it first
     return removed
+
+
+def lead_import_files_expire(*, older_than: timedelta) -> int:
+    """Delete the stored files of imports over for longer than `older_than` (LEADHUB_IMPORT_FILES_KEEP_DAYS): the
+    uploaded file and its rejected-rows file hold customers' numbers and would pile up forever. The import's
+    record, counts and first errors stay. A background preview nobody confirmed in that time ends `failed`.
+    Returns how many imports lost their files."""
+    cutoff = timezone.now() - older_than
+    over = LeadImport.State.COMPLETED, LeadImport.State.FAILED, LeadImport.State.UNDONE
+    expired = (
+        LeadImport.objects.filter(state__in=[*over, LeadImport.State.PREVIEWED])
+        .filter(Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff))
+        .exclude(file="", rejected_file="")
+    )
+    days = older_than.days
+    count = 0
+    for lead_import in expired:
+        for stored in (lead_import.file, lead_import.rejected_file):
+            if stored.name:
+                stored.storage.delete(stored.name)
+        note = f"Its files were deleted after {days} day(s) (LEADHUB_IMPORT_FILES_KEEP_DAYS)."
+        changes = {"file": "", "rejected_file": "", "message": f"{lead_import.message} {note}".strip()}
+        if lead_import.state == LeadImport.State.PREVIEWED:
+            changes.update(state=LeadImport.State.FAILED, finished_at=timezone.now())
+            changes["message"] = f"Previewed and never confirmed. {note}"
+        count += LeadImport.objects.filter(pk=lead_import.pk, state=lead_import.state).update(**changes)
+    return count
 
 
 def lead_phone_check(*, campaign: Campaign, phone_number: str, lead_id: int | None = None) -> str:

@@ -213,6 +213,9 @@ LEADHUB_WATCHDOG_SECONDS = env_float("LEADHUB_WATCHDOG_SECONDS", 60)
 LEADHUB_PUSH_INLINE_LEADS = env_int("LEADHUB_PUSH_INLINE_LEADS", 20_000)
 # Imports with more rows than this are confirmed into a background job with a progress bar.
 LEADHUB_IMPORT_BACKGROUND_ROWS = env_int("LEADHUB_IMPORT_BACKGROUND_ROWS", 5000)
+# An import's stored files (the upload and its rejected rows) are deleted this many days after it is over; 0 keeps
+# them forever.
+LEADHUB_IMPORT_FILES_KEEP_DAYS = env_int("LEADHUB_IMPORT_FILES_KEEP_DAYS", 30)
 # A previewed upload nobody confirmed is deleted after this long.
 LEADHUB_IMPORT_PREVIEW_MAX_AGE_SECONDS = env_int("LEADHUB_IMPORT_PREVIEW_MAX_AGE_SECONDS", 6 * 3600)
 # A spreadsheet (a lead file or a failed-rows file) is measured before it is read: calamine allocates the bounding

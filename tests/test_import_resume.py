@@ -2,6 +2,7 @@
 
 import weakref
 from datetime import timedelta
+from pathlib import Path
 
 import django_rq
 import pytest
@@ -199,3 +200,30 @@ def test_undo_holds_a_chunk_of_leads_in_memory_not_the_whole_import(campaign, le
 
     assert not Lead.objects.exists()
     assert 0 < peak[0] <= 10
+
+
+def test_an_imports_files_are_deleted_once_it_has_been_over_longer_than_the_keep_period(
+    campaign, lead_file, import_media, settings
+):
+    rows = [["9876500001", "Asha", "", ""], ["12345", "Bad", "", ""]]
+    old, recent = (
+        lead_import_create(campaign=campaign, path=str(lead_file(rows, name=f"{n}.csv")), file_name=f"{n}.csv")
+        for n in ("old", "recent")
+    )
+    for lead_import in (old, recent):
+        lead_import_run(lead_import=lead_import)
+        lead_import.refresh_from_db()
+        assert lead_import.file.name and lead_import.rejected_file.name
+    LeadImport.objects.filter(pk=old.pk).update(finished_at=timezone.now() - timedelta(days=31))
+    stored = [old.file.path, old.rejected_file.path]
+    settings.LEADHUB_WATCHDOG_SECONDS = 60
+
+    counts = unfinished_work_resume()
+
+    old.refresh_from_db()
+    recent.refresh_from_db()
+    assert counts.get("import_files_deleted") == 1
+    assert (old.file.name, old.rejected_file.name) == ("", "")
+    assert not any(Path(path).exists() for path in stored), "the files are gone from storage"
+    assert "deleted after 30 day(s)" in old.message and old.rejected == 1, "the record and its counts stay"
+    assert recent.file.name and Path(recent.rejected_file.path).exists()

@@ -44,7 +44,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
 from calls.services import call_summary_posts_sweep
-from campaigns.services import lead_imports_resume_stopped
+from campaigns.services import lead_import_files_expire, lead_imports_resume_stopped
 from cloudagent.client import CloudAgentClient
 from uploads import callbacks, selectors, services
 from uploads.models import UploadTransaction
@@ -493,7 +493,8 @@ def unfinished_work_resume() -> dict[str, int]:
     """Unfinished work, rediscovered from the database at start and every LEADHUB_WATCHDOG_SECONDS, so nothing
     waits on a job that lived only in Redis: push requests not cut into batches, callbacks waiting for their
     transaction or left half-applied, failed-file downloads and background imports whose job is gone, call
-    summaries a request stored but could not apply. (Batches need nothing here: the loop finds them at every
+    summaries a request stored but could not apply; and the files of imports over for LEADHUB_IMPORT_FILES_KEEP_DAYS
+    are deleted. (Batches need nothing here: the loop finds them at every
     poll.) Returns what it did, nonzero counts only."""
     # A callback or download that should have finished by the last sweep is not coming by itself.
     overdue = timedelta(seconds=settings.LEADHUB_WATCHDOG_SECONDS)
@@ -501,6 +502,9 @@ def unfinished_work_resume() -> dict[str, int]:
     counts.pop("still_waiting", None)
     counts["push_requests_recovered"] = services.push_requests_recover()
     counts["imports_resumed"] = lead_imports_resume_stopped(older_than=overdue)
+    if settings.LEADHUB_IMPORT_FILES_KEEP_DAYS:
+        keep = timedelta(days=settings.LEADHUB_IMPORT_FILES_KEEP_DAYS)
+        counts["import_files_deleted"] = lead_import_files_expire(older_than=keep)
     counts["dead_dispatchers_forgotten"] = services.dispatch_nodes_forget_dead()
     applied = call_summary_posts_sweep(received_before=overdue)
     counts["call_summaries_applied"] = sum(n for state, n in applied.items() if state != "errors")
