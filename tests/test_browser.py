@@ -197,7 +197,11 @@ def test_push_from_the_lead_list_and_watch_the_leads_reach_the_dialer(
     page = operator
 
     page.get_by_role("link", name="Leads", exact=True).first.click()
+    # "Select all" is the admin's script: ticked before the script ran, it ticks only itself (a flaky run sent
+    # no selection). Wait for the page's scripts, and for every row to be ticked, before choosing the action.
+    page.wait_for_load_state("load")
     page.locator("#action-toggle").check()
+    expect(page.locator("input.action-select:checked")).to_have_count(10)
     page.get_by_role("combobox", name="Action").select_option("push_selected_leads")
     page.get_by_role("button", name="Go", exact=True).click()
     expect(page.locator(".messagelist")).to_contain_text("Queued 10 lead(s) in 3 batch(es)")
