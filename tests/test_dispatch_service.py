@@ -288,11 +288,14 @@ def test_a_dispatcher_taking_accounts_makes_ready_at_once_only_the_batches_whose
     assert UploadTransaction.objects.filter(campaign=free, state=State.PENDING).exists(), "the claim went back"
 
 
+@pytest.mark.parametrize(
+    "failure", [OperationalError("the database went away"), RuntimeError("a bug in the shortcut")], ids=repr
+)
 def test_when_getting_taken_accounts_ready_together_fails_half_way_each_goes_on_alone(
-    push_account, campaign, make_leads, push_emulator, monkeypatch
+    push_account, campaign, make_leads, push_emulator, monkeypatch, failure
 ):
-    """The batch was claimed, then the database went away before it was ready: the account's first step gives it
-    back as never sent and sends it once, without checkDuplicate."""
+    """The batch was claimed, then the shortcut broke before it was ready (an outage, or a bug): the loop goes on,
+    and the account's first step gives the batch back as never sent and sends it once, without checkDuplicate."""
     make_leads(5)
     leads_push(leads=Lead.objects.filter(campaign=campaign))
     prepare = services.upload_transactions_prepare
@@ -301,7 +304,7 @@ def test_when_getting_taken_accounts_ready_together_fails_half_way_each_goes_on_
     def database_gone_the_first_time(*, batches):
         calls.append(len(batches))
         if len(calls) == 1:
-            raise OperationalError("the database went away")
+            raise failure
         return prepare(batches=batches)
 
     monkeypatch.setattr(services, "upload_transactions_prepare", database_gone_the_first_time)

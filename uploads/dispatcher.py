@@ -375,9 +375,17 @@ class DispatchLoop:
     # --- the pool threads ---------------------------------------------------------------------------------
 
     def _step_safely(self, account: _Account) -> float | Future | None:
+        return self._guarded(account, self._step)
+
+    def _record_safely(self, account: _Account) -> float | None:
+        return self._guarded(account, self._record)
+
+    def _guarded(self, account: _Account, work: Callable[[_Account], float | Future | None]):
+        """Run a step or an outcome write; an outage (database, Redis) or a bug is waited out with back-off,
+        never the end of the loop."""
         try:
             close_old_connections()
-            delay = self._step(account)
+            delay = work(account)
             account.failures = 0
             self._problem = ""
             return delay
@@ -389,7 +397,7 @@ class DispatchLoop:
             close_old_connections()
             return delay
         except Exception:
-            logger.exception("account %s: the dispatch step failed", account.account_id)
+            logger.exception("account %s: %s failed", account.account_id, work.__name__.strip("_"))
             account.failures += 1
             return OUTAGE_BACKOFF[-1]
         finally:
@@ -447,31 +455,17 @@ class DispatchLoop:
         account.prepared = None
         return self._pool.submit(RECORD, self._record_safely, account)
 
-    def _record_safely(self, account: _Account) -> float | None:
+    def _record(self, account: _Account) -> float | None:
         """Write a sent batch's outcome (retried through a database blip), then say when the account's next step
-        is. Should the database stay away, the batch goes back as ambiguous at the next step."""
+        is. Should the database stay away, the batch stays claimed and goes back as ambiguous at the next step."""
         sent, account.sent = account.sent, None
-        try:
-            close_old_connections()
-            outcome = services.upload_transaction_record(sent=sent)
-            account.claimed = None
-            self.report.outcomes[outcome] += 1
-            if outcome == "account_refused":  # its other batches were ended: nothing more to send
-                return None
-            return max(
-                0.0, account.pacer.status().next_slot_in - min(PREPARE_AHEAD_SECONDS, account.pacer.interval / 2)
-            )
-        except OUTAGES as exc:
-            self._problem = _outage(exc)
-            account.failures += 1
-            logger.warning("account %s: could not record batch %s: %s", account.account_id, sent.batch.pk, exc)
-            return OUTAGE_BACKOFF[min(account.failures, len(OUTAGE_BACKOFF) - 1)]
-        except Exception:
-            logger.exception("account %s: recording batch %s failed", account.account_id, sent.batch.pk)
-            account.failures += 1
-            return OUTAGE_BACKOFF[-1]
-        finally:
-            self._wake.set()
+        outcome = services.upload_transaction_record(sent=sent)
+        account.claimed = None
+        self.report.outcomes[outcome] += 1
+        if outcome == "account_refused":  # its other batches were ended: nothing more to send
+            return None
+        pacer = account.pacer
+        return max(0.0, pacer.status().next_slot_in - min(PREPARE_AHEAD_SECONDS, pacer.interval / 2))
 
 
 def _outage(exc: Exception) -> str:

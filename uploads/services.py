@@ -415,15 +415,10 @@ def upload_transaction_claim_next(*, account_id: int, last_served: dict[int, flo
     """Take the next batch to send: campaigns sharing the account take turns (the one served longest ago goes
     first), so one big push cannot starve another campaign; within a campaign, oldest batch first."""
     now = timezone.now()
-    ready = selectors.upload_transactions_sendable(account_ids=[account_id]).filter(
-        Q(not_before__isnull=True) | Q(not_before__lte=now)
-    )
-    oldest = dict(ready.order_by().values_list("campaign_id").annotate(first=Min("pk")))
+    oldest = {campaign_id: batch_id for _, campaign_id, batch_id in _oldest_ready(account_ids=[account_id], now=now)}
     for campaign_id in sorted(oldest, key=lambda cid: (last_served.get(cid, float("-inf")), cid)):
-        claimed = UploadTransaction.objects.filter(pk=oldest[campaign_id], state=UploadTransaction.State.PENDING)
-        # No request for this claim yet: recovery tells a batch never sent from one maybe sent by it. (Should
-        # another process have taken the batch, the account's next step looks again.)
-        if claimed.update(state=UploadTransaction.State.SENDING, claimed_at=now, last_attempt_at=None, updated_at=now):
+        # Should another process have taken the batch, the account's next step looks again.
+        if _claim(UploadTransaction.objects.filter(pk=oldest[campaign_id]), now=now):
             return UploadTransaction.objects.select_related("campaign__account").get(pk=oldest[campaign_id])
     return None
 
@@ -433,25 +428,35 @@ def upload_transactions_claim_first(*, account_ids: Iterable[int]) -> list[Uploa
     once (one push over all of them) must not pay three queries per account before their first sends. Each
     account's turn starts with its lowest-numbered campaign, as upload_transaction_claim_next's would."""
     now = timezone.now()
-    ready = selectors.upload_transactions_sendable(account_ids=account_ids).filter(
-        Q(not_before__isnull=True) | Q(not_before__lte=now)
-    )
     first: dict[int, tuple[int, int]] = {}
-    oldest = ready.order_by().values_list("campaign__account_id", "campaign_id").annotate(first=Min("pk"))
-    for account_id, campaign_id, batch_id in oldest:
+    for account_id, campaign_id, batch_id in _oldest_ready(account_ids=account_ids, now=now):
         first[account_id] = min(first.get(account_id, (campaign_id, batch_id)), (campaign_id, batch_id))
     ids = [batch_id for _, batch_id in first.values()]
     if not ids:
         return []
     with transaction.atomic():  # claimed and read together: a claim nobody read would hold its batch
-        UploadTransaction.objects.filter(pk__in=ids, state=UploadTransaction.State.PENDING).update(
-            state=UploadTransaction.State.SENDING, claimed_at=now, last_attempt_at=None, updated_at=now
-        )
+        _claim(UploadTransaction.objects.filter(pk__in=ids), now=now)
         return list(
             UploadTransaction.objects.filter(pk__in=ids, state=UploadTransaction.State.SENDING, claimed_at=now)
             .select_related("campaign__account")
             .order_by("pk")
         )
+
+
+def _oldest_ready(*, account_ids: Iterable[int], now) -> list[tuple[int, int, int]]:
+    """(account, campaign, oldest batch) for each campaign of these accounts with a batch ready to send now."""
+    ready = selectors.upload_transactions_sendable(account_ids=account_ids).filter(
+        Q(not_before__isnull=True) | Q(not_before__lte=now)
+    )
+    return list(ready.order_by().values_list("campaign__account_id", "campaign_id").annotate(first=Min("pk")))
+
+
+def _claim(batches, *, now) -> int:
+    """`pending` -> `sending`, claimed now. No request for this claim yet (`last_attempt_at` cleared): recovery tells
+    a batch never sent from one maybe sent by it."""
+    return batches.filter(state=UploadTransaction.State.PENDING).update(
+        state=UploadTransaction.State.SENDING, claimed_at=now, last_attempt_at=None, updated_at=now
+    )
 
 
 @dataclass
